@@ -1,0 +1,97 @@
+"""Stage artifacts: a state dict plus JSON metadata, written atomically, named by content.
+
+A stage's output folder holds `model.pt` and `meta.json`; `meta.json` is written last, so its
+presence is the commit mark: a folder without it is an interrupted run, never a result.
+The content key hashes the stage's config with its upstream keys, so the same work always maps
+to the same folder and is computed at most once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+META = "meta.json"
+WEIGHTS = "model.pt"
+
+
+def _jsonable(obj: Any) -> Any:
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {k: _jsonable(v) for k, v in dataclasses.asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def content_key(stage: int, config: Any, parents: list[str] | tuple[str, ...] = ()) -> str:
+    """Stable hash of (stage, config, upstream keys): the identity of a stage execution."""
+    payload = json.dumps(
+        {"stage": stage, "config": _jsonable(config), "parents": list(parents)},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _atomic_write(path: Path, write: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file so that readers see the old or the new content, never a torn one."""
+    _atomic_write(Path(path), lambda f: f.write(data))
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    """torch.save through a temp file and rename."""
+    _atomic_write(Path(path), lambda f: torch.save(state, f))
+
+
+def load_state(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
+    """torch.load with weights_only=True: artifacts may come from a shared filesystem."""
+    return torch.load(Path(path), map_location=device, weights_only=True)
+
+
+def save_artifact(folder: Path, state_dict: dict[str, Any], meta: dict[str, Any]) -> Path:
+    """Weights first, metadata last (the commit mark). Returns the folder."""
+    folder = Path(folder)
+    save_state(folder / WEIGHTS, state_dict)
+    atomic_write_bytes(folder / META, json.dumps(_jsonable(meta), indent=2).encode())
+    return folder
+
+
+def read_meta(folder: Path) -> dict[str, Any] | None:
+    """The committed metadata of an artifact folder, or None if it is not finished."""
+    path = Path(folder) / META
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())
+
+
+def artifact_dir(store: Path, stage: int, key: str) -> Path:
+    """Where a stage execution's output lives in a content-addressed store."""
+    return Path(store) / f"stage{stage}" / key
+
+
+def checkpoint_path(store: Path, stage: int, key: str) -> Path:
+    """The epoch checkpoint of an unfinished stage execution (dot file beside its folder)."""
+    return Path(store) / f"stage{stage}" / f".{key}.ckpt"

@@ -1,0 +1,76 @@
+"""One entry point per stage execution, and the three stages chained in one process (no Ray):
+the debug path, and the code the orchestrator's Tune trials call. Results go to a
+content-addressed store, so a stage whose artifact exists is loaded, never recomputed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from .artifacts import artifact_dir, checkpoint_path, content_key, read_meta
+from .config import Stage1Config, Stage2Config, Stage3Config, StageResult
+from .stage1 import run_stage1
+from .stage2 import run_stage2
+from .stage3 import run_stage3
+from .train import EpochCallback
+
+
+def stage_keys(s1: Stage1Config, s2: Stage2Config, s3: Stage3Config) -> tuple[str, str, str]:
+    """Content keys of the chain: each hashes its config and its parent's key."""
+    k1 = content_key(1, s1)
+    k2 = content_key(2, s2, [k1])
+    return k1, k2, content_key(3, s3, [k2])
+
+
+def execute(
+    stage: int,
+    cfg: Any,
+    store: Path,
+    key: str,
+    stage1_key: str | None = None,
+    stage2_key: str | None = None,
+    on_epoch: EpochCallback | None = None,
+    device: str = "auto",
+) -> StageResult:
+    """Run one stage into `store` unless its artifact is already committed there."""
+    out = artifact_dir(store, stage, key)
+    meta = read_meta(out)
+    if meta is not None:
+        return StageResult.from_meta(meta, out)
+    ckpt = checkpoint_path(store, stage, key)
+    if stage == 1:
+        return run_stage1(cfg, out, key, on_epoch, ckpt, device)
+    assert stage1_key is not None, "stages 2 and 3 need their stage-1 key"
+    d1 = artifact_dir(store, 1, stage1_key)
+    if stage == 2:
+        return run_stage2(cfg, d1, out, key, on_epoch, ckpt, device)
+    assert stage2_key is not None, "stage 3 needs its stage-2 key"
+    return run_stage3(cfg, artifact_dir(store, 2, stage2_key), d1, out, key, on_epoch, ckpt, device)
+
+
+def run_pipeline(
+    s1: Stage1Config,
+    s2: Stage2Config,
+    s3: Stage3Config,
+    store: Path,
+    on_epoch: EpochCallback | None = None,
+    device: str = "auto",
+) -> list[StageResult]:
+    """Stages 1, 2, 3 in order; `on_epoch` rows carry their stage number."""
+    k1, k2, k3 = stage_keys(s1, s2, s3)
+    results = []
+    for stage, cfg in ((1, s1), (2, s2), (3, s3)):
+        cb = None if on_epoch is None else (lambda row, s=stage: on_epoch({"stage": s, **row}))
+        results.append(execute(stage, cfg, store, (k1, k2, k3)[stage - 1], k1, k2, cb, device))
+    return results
+
+
+def relu_total(model: str, dataset: str, include_stem: bool = True) -> int:
+    """The all-ReLU count of `model` on `dataset`'s images, computed by tracing a forward pass."""
+    from .data import INPUT_SHAPES
+    from .models import build_model
+    from .partial_relu import relu_layers
+
+    channels, size = INPUT_SHAPES[dataset]
+    layers = relu_layers(build_model(model, 10, channels), size, channels, include_stem)
+    return sum(layer.count for layer in layers)

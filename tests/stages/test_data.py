@@ -1,0 +1,336 @@
+"""stages.data: the splits, the on-disk formats (written here in miniature) and TensorLoader."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import pickle
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+import stages.data as data_mod
+from stages.data import DataBundle, DataNotFoundError, Split, TensorLoader, load_data
+
+
+def _keyed(s: Split) -> list[bytes]:
+    """Each (image, label) as bytes: splits compare as multisets of samples."""
+    return [bytes(x.flatten().numpy()) + bytes([int(y)]) for x, y in zip(s.x, s.y)]
+
+
+def _plain(bundle: DataBundle, crop_pad: int, flip: bool, n: int = 40) -> DataBundle:
+    """`bundle` whose train labels are sample ids and whose normalisation is only x / 255."""
+    c = bundle.in_channels
+    train = Split(bundle.train.x[:n], torch.arange(n))
+    return dataclasses.replace(
+        bundle, train=train, mean=(0.0,) * c, std=(1.0,) * c, crop_pad=crop_pad, flip=flip
+    )
+
+
+def _epoch(loader: TensorLoader) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = zip(*loader)
+    return torch.cat(xs), torch.cat(ys)
+
+
+# --- digits and synthetic -------------------------------------------------------------------
+
+
+def test_digits_shapes_stats_and_sizes() -> None:
+    b = load_data("digits")
+    assert (b.num_classes, b.in_channels, b.input_size, b.crop_pad, b.flip) == (10, 1, 8, 1, False)
+    for s in (b.train, b.val, b.test):
+        assert s.x.dtype == torch.uint8 and s.y.dtype == torch.int64
+        assert s.x.shape[1:] == (1, 8, 8) and len(s.x) == len(s.y)
+    assert (len(b.test), len(b.val), len(b.train)) == (359, 144, 1294)
+    assert int(b.train.x.max()) == 255 and set(b.train.y.tolist()) == set(range(10))
+    v = b.train.x.double() / 255  # mean/std come from the train split
+    assert b.mean[0] == pytest.approx(v.mean().item())
+    assert b.std[0] == pytest.approx(v.std(correction=0).item())
+
+
+def test_digits_splits_partition_the_data_and_follow_the_seed() -> None:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    pixels = np.rint(d.data * 255 / 16).astype(np.uint8)
+    every = sorted(bytes(r) + bytes([int(t)]) for r, t in zip(pixels, d.target))
+    a, a2, other = (load_data("digits", seed=s) for s in (1, 1, 2))
+    assert sorted(_keyed(a.train) + _keyed(a.val) + _keyed(a.test)) == every
+    assert torch.equal(a.test.x, other.test.x) and torch.equal(a.test.y, other.test.y)
+    assert torch.equal(a.val.x, a2.val.x) and torch.equal(a.train.y, a2.train.y)
+    assert not torch.equal(a.val.x, other.val.x)
+    assert sorted(_keyed(other.train) + _keyed(other.val) + _keyed(other.test)) == every
+
+
+def test_digits_without_sklearn_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
+    with pytest.raises(ImportError, match="pip install scikit-learn"):
+        load_data("digits")
+
+
+def test_synthetic_is_fixed_and_only_the_val_split_moves_with_seed() -> None:
+    a, b = load_data("synthetic", seed=0), load_data("synthetic", seed=5)
+    assert (len(a.train), len(a.val), len(a.test)) == (461, 51, 256)
+    assert a.train.x.shape[1:] == (3, 16, 16) and a.num_classes == 10
+    assert torch.equal(a.test.x, b.test.x) and not torch.equal(a.val.x, b.val.x)
+
+
+def test_limit_caps_every_split_and_keeps_test_fixed() -> None:
+    a, b = load_data("digits", limit=50, seed=0), load_data("digits", limit=50, seed=3)
+    assert (len(a.train), len(a.val), len(a.test)) == (50, 50, 50)
+    assert torch.equal(a.test.x, b.test.x) and len(set(a.test.y.tolist())) > 3
+    # A random subset, not the first rows (in a class-sorted folder those are one class).
+    assert not torch.equal(a.test.x, load_data("digits").test.x[:50])
+    assert len(load_data("synthetic", limit=1000).train) == 461  # a cap, not a target
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="cifar10.*tinyimagenet"):
+        load_data("mnist")
+    with pytest.raises(ValueError, match="val_fraction"):
+        load_data("digits", val_fraction=1.0)
+    with pytest.raises(DataNotFoundError, match="root="):
+        load_data("cifar10")
+
+
+# --- CIFAR in the official python pickle format ---------------------------------------------
+
+
+def _dump(path: Path, obj: dict[bytes, Any]) -> None:
+    with open(path, "wb") as f:
+        pickle.dump(obj, f, protocol=2)  # bytes keys, as the Python 2 originals load
+
+
+def _write_cifar10(root: Path, per_batch: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Five train batches and a test batch; returns all train rows, then test rows, + labels."""
+    rng = np.random.default_rng(0)
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    rows, labels = [], []
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+        y = rng.integers(0, 10, per_batch).tolist()
+        names = [f"img_{i}.png".encode() for i in range(per_batch)]
+        _dump(folder / name, {b"batch_label": name.encode(), b"labels": y, b"data": data,
+                              b"filenames": names})
+        rows.append(data)
+        labels += y
+    label_names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog",
+                   b"horse", b"ship", b"truck"]
+    _dump(folder / "batches.meta", {b"num_cases_per_batch": per_batch, b"num_vis": 3072,
+                                    b"label_names": label_names})
+    return np.concatenate(rows), np.array(labels)
+
+
+def test_cifar10_pixels_and_labels_round_trip(tmp_path: Path) -> None:
+    rows, labels = _write_cifar10(tmp_path)
+    b = load_data("cifar10", root=str(tmp_path), val_fraction=0.0)
+    assert (b.num_classes, b.input_size, b.crop_pad, b.flip) == (10, 32, 4, True)
+    assert b.mean == (0.4914, 0.4822, 0.4465) and b.std == (0.2470, 0.2435, 0.2616)
+    x = b.train.x
+    assert x.shape == (20, 3, 32, 32) and x.dtype == torch.uint8
+    assert b.train.y.tolist() == labels[:20].tolist() and b.test.y.tolist() == labels[20:].tolist()
+    # The layout by hand: 1024 R, then G, then B, each row-major 32x32.
+    r = rows[7]
+    assert x[7, 0, 0, 0] == r[0] and x[7, 0, 0, 1] == r[1] and x[7, 0, 1, 0] == r[32]
+    assert x[7, 1, 0, 0] == r[1024] and x[7, 2, 31, 31] == r[3071] and x[7, 1, 2, 5] == r[1024 + 69]
+    assert np.array_equal(b.test.x.numpy().reshape(4, -1), rows[20:])
+    split = load_data("cifar10", root=str(tmp_path), val_fraction=0.25)
+    assert (len(split.train), len(split.val)) == (15, 5)
+    assert sorted(_keyed(split.train) + _keyed(split.val)) == sorted(_keyed(b.train))
+
+
+def test_cifar100_reads_fine_labels(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    folder = tmp_path / "cifar-100-python"
+    folder.mkdir()
+    parts = {}
+    for name, n in (("train", 10), ("test", 6)):
+        data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        fine = rng.integers(20, 100, n).tolist()  # coarse labels are all < 20: never confused
+        _dump(folder / name, {b"filenames": [b"x.png"] * n, b"batch_label": name.encode(),
+                              b"fine_labels": fine, b"coarse_labels": [f // 5 for f in fine],
+                              b"data": data})
+        parts[name] = (data, fine)
+    _dump(folder / "meta", {b"fine_label_names": [b"f"] * 100, b"coarse_label_names": [b"c"] * 20})
+    b = load_data("cifar100", root=str(tmp_path), val_fraction=0.0)
+    assert b.num_classes == 100 and b.mean == (0.5071, 0.4865, 0.4409)
+    for split, (data, fine) in ((b.train, parts["train"]), (b.test, parts["test"])):
+        assert np.array_equal(split.x.numpy().reshape(len(data), -1), data)
+        assert split.y.tolist() == fine
+
+
+def test_missing_cifar_is_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError) as info:
+        load_data("cifar10", root=str(tmp_path))
+    msg = str(info.value)
+    assert isinstance(info.value, FileNotFoundError) and "\n" not in msg
+    assert str(tmp_path / "cifar-10-batches-py") in msg and "cs.toronto.edu" in msg
+    _write_cifar10(tmp_path)
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").unlink()
+    with pytest.raises(DataNotFoundError, match="data_batch_3"):
+        load_data("cifar10", root=str(tmp_path))
+    with pytest.raises(DataNotFoundError, match="cifar-100-python"):
+        load_data("cifar100", root=str(tmp_path))
+
+
+# --- Tiny-ImageNet ----------------------------------------------------------------------------
+
+_RED, _BLUE = (200, 30, 30), (30, 30, 200)
+
+
+def _write_official_tiny(root: Path) -> list[int]:
+    """Official layout, two classes of solid colours; returns the val (our test) labels."""
+    wnids = ["n01443537", "n01629819"]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "wnids.txt").write_text("\n".join(reversed(wnids)) + "\n")
+    for wnid, colour in zip(wnids, (_RED, _BLUE)):
+        folder = root / "train" / wnid / "images"
+        folder.mkdir(parents=True)
+        (root / "train" / wnid / f"{wnid}_boxes.txt").write_text("")
+        for k in range(3):
+            Image.new("RGB", (64, 64), colour).save(folder / f"{wnid}_{k}.JPEG")
+    (root / "val" / "images").mkdir(parents=True)
+    (root / "test" / "images").mkdir(parents=True)
+    Image.new("RGB", (64, 64), _RED).save(root / "test" / "images" / "test_0.JPEG")
+    val_labels, lines = [1, 0, 1, 1], []
+    for i, label in enumerate(val_labels):
+        Image.new("RGB", (64, 64), (_RED, _BLUE)[label]).save(root / "val/images" / f"val_{i}.JPEG")
+        lines.append(f"val_{i}.JPEG\t{wnids[label]}\t0\t0\t63\t63")
+    (root / "val" / "val_annotations.txt").write_text("\n".join(lines) + "\n")
+    return val_labels
+
+
+def _label_from_colour(x: torch.Tensor) -> list[int]:
+    return (x[:, 2].float().mean((1, 2)) > x[:, 0].float().mean((1, 2))).long().tolist()
+
+
+def test_tinyimagenet_official_layout(tmp_path: Path) -> None:
+    val_labels = _write_official_tiny(tmp_path / "tiny-imagenet-200")
+    b = load_data("tinyimagenet", root=str(tmp_path), val_fraction=0.0)  # finds the subfolder
+    assert (b.num_classes, b.input_size, b.crop_pad, b.flip) == (2, 64, 8, True)
+    assert b.train.x.shape == (6, 3, 64, 64) and b.test.x.shape == (4, 3, 64, 64)
+    assert b.train.y.tolist() == [0, 0, 0, 1, 1, 1] and b.test.y.tolist() == val_labels
+    assert _label_from_colour(b.train.x) == b.train.y.tolist()  # JPEG is lossy: colour only
+    assert _label_from_colour(b.test.x) == val_labels
+
+
+def test_tinyimagenet_limit_decodes_only_kept_images(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _write_official_tiny(tmp_path)
+    read: list[Path] = []
+    real = data_mod._read_rgb64
+    monkeypatch.setattr(data_mod, "_read_rgb64", lambda p: read.append(p) or real(p))
+    b = load_data("tinyimagenet", root=str(tmp_path), val_fraction=0.5, limit=2)
+    assert (len(b.train), len(b.val), len(b.test)) == (2, 2, 2) and len(read) == 6
+
+
+def test_tinyimagenet_imagefolder_png_is_exact(tmp_path: Path) -> None:
+    rng = np.random.default_rng(2)
+    written: dict[str, list[np.ndarray]] = {"train": [], "val": []}
+    for part, n in (("train", 2), ("val", 1)):
+        for cls in ("cat", "dog"):
+            (tmp_path / part / cls).mkdir(parents=True)
+            for k in range(n):
+                a = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+                Image.fromarray(a).save(tmp_path / part / cls / f"{k}.png")
+                written[part].append(a)
+    gray = rng.integers(0, 256, (64, 64), dtype=np.uint8)
+    Image.fromarray(gray, mode="L").save(tmp_path / "train" / "dog" / "9.png")
+    b = load_data("tinyimagenet", root=str(tmp_path), val_fraction=0.0)
+    assert b.num_classes == 2 and b.train.y.tolist() == [0, 0, 1, 1, 1]
+    expected = np.stack(written["train"] + [np.repeat(gray[..., None], 3, axis=2)])
+    assert np.array_equal(b.train.x.permute(0, 2, 3, 1).numpy(), expected)
+    assert np.array_equal(b.test.x.permute(0, 2, 3, 1).numpy(), np.stack(written["val"]))
+    assert b.test.y.tolist() == [0, 1]
+
+
+def test_missing_tinyimagenet_is_one_clear_line(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError) as info:
+        load_data("tinyimagenet", root=str(tmp_path / "nowhere"))
+    msg = str(info.value)
+    assert "\n" not in msg and "nowhere" in msg and "tiny-imagenet-200.zip" in msg
+
+
+# --- TensorLoader ---------------------------------------------------------------------------
+
+
+def test_eval_loader_covers_each_sample_once_in_order() -> None:
+    b = load_data("digits")
+    loader = TensorLoader(b.val, b, batch_size=32, train=False)
+    assert len(loader) == math.ceil(144 / 32) == 5
+    x, y = _epoch(loader)
+    assert torch.equal(y, b.val.y)
+    expected = (b.val.x.float() / 255 - b.mean[0]) / b.std[0]
+    assert torch.allclose(x, expected, atol=1e-6)
+    assert len(TensorLoader(b.val, b, 32, train=False, drop_last=True)) == 4
+
+
+def test_train_loader_is_seeded_and_reshuffles_each_epoch() -> None:
+    b = _plain(load_data("digits"), crop_pad=1, flip=False)
+    first, again, other = (TensorLoader(b.train, b, 16, True, seed=s) for s in (3, 3, 4))
+    e1, e1_again, e1_other = _epoch(first), _epoch(again), _epoch(other)
+    assert torch.equal(e1[0], e1_again[0]) and torch.equal(e1[1], e1_again[1])
+    assert not torch.equal(e1[1], e1_other[1])
+    e2 = _epoch(first)
+    assert not torch.equal(e1[1], e2[1])
+    for _, ids in (e1, e2):
+        assert sorted(ids.tolist()) == list(range(40))
+
+
+def test_train_without_augmentation_is_a_permutation_of_the_originals() -> None:
+    b = _plain(load_data("synthetic"), crop_pad=0, flip=False)
+    x, ids = _epoch(TensorLoader(b.train, b, 16, train=True, seed=1))
+    assert not torch.equal(ids, torch.arange(40))
+    assert torch.equal(x, b.train.x[ids].float() / 255)
+
+
+def _crop(padded: torch.Tensor, dy: int, dx: int, flip: bool) -> torch.Tensor:
+    """The reference: a per-sample slice of the padded image, then an optional flip."""
+    crop = padded[:, dy : dy + 16, dx : dx + 16]
+    return crop.flip(-1) if flip else crop
+
+
+def test_crop_and_flip_match_a_per_sample_reference() -> None:
+    pad = 2
+    b = _plain(load_data("synthetic"), crop_pad=pad, flip=True)
+    x, ids = _epoch(TensorLoader(b.train, b, 16, train=True, seed=0))
+    assert x.shape == (40, 3, 16, 16)
+    used = set()
+    for out, i in zip(x, ids.tolist()):
+        padded = F.pad(b.train.x[i].float() / 255, (pad,) * 4)
+        crops = {
+            (dy, dx, f): _crop(padded, dy, dx, f)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            for f in (False, True)
+        }
+        matches = [key for key, crop in crops.items() if torch.equal(out, crop)]
+        assert matches, f"sample {i} is no crop/flip of its original"
+        used.add(matches[0])
+    assert len({(dy, dx) for dy, dx, _ in used}) > 5 and {f for *_, f in used} == {False, True}
+
+
+def test_normalisation_gives_zero_mean_unit_std_per_channel() -> None:
+    b = load_data("synthetic")
+    x, _ = _epoch(TensorLoader(b.train, b, 100, train=False))
+    per_channel = x.transpose(0, 1).reshape(3, -1)
+    assert torch.allclose(per_channel.mean(1), torch.zeros(3), atol=1e-4)
+    assert torch.allclose(per_channel.std(1, correction=0), torch.ones(3), atol=1e-4)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_loader_gives_the_cpu_batches() -> None:
+    b = _plain(load_data("synthetic"), crop_pad=2, flip=True)
+    gpu = TensorLoader(b.train, b, 16, train=True, device="cuda", seed=7)
+    assert gpu.x.is_cuda
+    x_gpu, y_gpu = _epoch(gpu)
+    x_cpu, y_cpu = _epoch(TensorLoader(b.train, b, 16, train=True, seed=7))
+    assert torch.equal(y_gpu.cpu(), y_cpu) and torch.equal(x_gpu.cpu(), x_cpu)
