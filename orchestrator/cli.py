@@ -72,7 +72,18 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_pipeline)
 
 
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_relu_count, _add_pipeline]
+def _add_sweep_commands(sub: argparse._SubParsersAction) -> None:
+    from .sweep_cmds import add_run, add_validate
+
+    add_validate(sub)
+    add_run(sub)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_sweep_commands,
+    _add_relu_count,
+    _add_pipeline,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,6 +61,17 @@ def waterfill(weights: Sequence[float], caps: Sequence[int], budget: int) -> lis
     return alloc
 
 
+def check_budget(budget: int, total: int) -> None:
+    """Raise BudgetError unless 1 <= budget <= total: callable before any training, from the
+    model's traced ReLU count alone."""
+    if not isinstance(budget, int) or isinstance(budget, bool):
+        raise BudgetError(f"budget must be an integer ReLU count, got {budget!r}")
+    if budget < 1:
+        raise BudgetError(f"budget {budget} is below 1 ReLU")
+    if budget > total:
+        raise BudgetError(f"budget {budget} exceeds the model's {total} ReLUs")
+
+
 def allocate(
     budget: int,
     counts: Sequence[int],
@@ -69,13 +80,7 @@ def allocate(
 ) -> list[int]:
     """Integer per-layer ReLU counts for `budget`: capped at each layer's size, summing exactly
     to the budget (largest-remainder rounding of the water-filled real allocation)."""
-    total = sum(counts)
-    if not isinstance(budget, int) or isinstance(budget, bool):
-        raise BudgetError(f"budget must be an integer ReLU count, got {budget!r}")
-    if budget < 1:
-        raise BudgetError(f"budget {budget} is below 1 ReLU")
-    if budget > total:
-        raise BudgetError(f"budget {budget} exceeds the model's {total} ReLUs")
+    check_budget(budget, sum(counts))
     if sensitivity is None:
         if strategy != "uniform":
             raise ValueError(f"allocation {strategy!r} needs per-layer sensitivity")

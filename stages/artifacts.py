@@ -22,20 +22,20 @@ META = "meta.json"
 WEIGHTS = "model.pt"
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {k: _jsonable(v) for k, v in dataclasses.asdict(obj).items()}
+        return {k: jsonable(v) for k, v in dataclasses.asdict(obj).items()}
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     return obj
 
 
 def content_key(stage: int, config: Any, parents: list[str] | tuple[str, ...] = ()) -> str:
     """Stable hash of (stage, config, upstream keys): the identity of a stage execution."""
     payload = json.dumps(
-        {"stage": stage, "config": _jsonable(config), "parents": list(parents)},
+        {"stage": stage, "config": jsonable(config), "parents": list(parents)},
         sort_keys=True,
         separators=(",", ":"),
     )
@@ -75,7 +75,7 @@ def save_artifact(folder: Path, state_dict: dict[str, Any], meta: dict[str, Any]
     """Weights first, metadata last (the commit mark). Returns the folder."""
     folder = Path(folder)
     save_state(folder / WEIGHTS, state_dict)
-    atomic_write_bytes(folder / META, json.dumps(_jsonable(meta), indent=2).encode())
+    atomic_write_bytes(folder / META, json.dumps(jsonable(meta), indent=2).encode())
     return folder
 
 

@@ -86,3 +86,20 @@ class StageResult:
 
 # The metrics every stage reports (and its record carries).
 METRICS = ("val_acc", "test_acc", "relu_count", "relu_total", "relu_per_layer", "wall_s")
+
+
+STAGE_CONFIGS: dict[int, type] = {1: Stage1Config, 2: Stage2Config, 3: Stage3Config}
+
+
+def config_from_dict(stage: int, d: dict[str, Any]) -> Any:
+    """Rebuild a stage config from its JSON form (as stored in meta.json or sent to a trial);
+    round-trips exactly, so the content key of the rebuilt config is unchanged."""
+    cls = STAGE_CONFIGS[stage]
+    kw = dict(d)
+    if "optim" in kw:
+        o = dict(kw["optim"])
+        o["milestones"] = tuple(o.get("milestones", OptimConfig().milestones))
+        kw["optim"] = OptimConfig(**o)
+    if "data" in kw:
+        kw["data"] = DataConfig(**kw["data"])
+    return cls(**kw)

@@ -7,10 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from .allocation import check_budget
 from .artifacts import artifact_dir, checkpoint_path, content_key, read_meta
 from .config import Stage1Config, Stage2Config, Stage3Config, StageResult
 from .stage1 import run_stage1
-from .stage2 import run_stage2
+from .stage2 import check_config, run_stage2
 from .stage3 import run_stage3
 from .train import EpochCallback
 
@@ -31,6 +32,7 @@ def execute(
     stage2_key: str | None = None,
     on_epoch: EpochCallback | None = None,
     device: str = "auto",
+    provenance: dict[str, Any] | None = None,
 ) -> StageResult:
     """Run one stage into `store` unless its artifact is already committed there."""
     out = artifact_dir(store, stage, key)
@@ -39,13 +41,14 @@ def execute(
         return StageResult.from_meta(meta, out)
     ckpt = checkpoint_path(store, stage, key)
     if stage == 1:
-        return run_stage1(cfg, out, key, on_epoch, ckpt, device)
+        return run_stage1(cfg, out, key, on_epoch, ckpt, device, provenance)
     assert stage1_key is not None, "stages 2 and 3 need their stage-1 key"
     d1 = artifact_dir(store, 1, stage1_key)
     if stage == 2:
-        return run_stage2(cfg, d1, out, key, on_epoch, ckpt, device)
+        return run_stage2(cfg, d1, out, key, on_epoch, ckpt, device, provenance)
     assert stage2_key is not None, "stage 3 needs its stage-2 key"
-    return run_stage3(cfg, artifact_dir(store, 2, stage2_key), d1, out, key, on_epoch, ckpt, device)
+    d2 = artifact_dir(store, 2, stage2_key)
+    return run_stage3(cfg, d2, d1, out, key, on_epoch, ckpt, device, provenance)
 
 
 def run_pipeline(
@@ -56,13 +59,27 @@ def run_pipeline(
     on_epoch: EpochCallback | None = None,
     device: str = "auto",
 ) -> list[StageResult]:
-    """Stages 1, 2, 3 in order; `on_epoch` rows carry their stage number."""
+    """Stages 1, 2, 3 in order; `on_epoch` rows carry their stage number. The budget and the
+    stage-2/3 choices are checked first, so a bad value fails before stage 1 trains."""
+    validate(s1, s2, s3)
     k1, k2, k3 = stage_keys(s1, s2, s3)
     results = []
     for stage, cfg in ((1, s1), (2, s2), (3, s3)):
         cb = None if on_epoch is None else (lambda row, s=stage: on_epoch({"stage": s, **row}))
         results.append(execute(stage, cfg, store, (k1, k2, k3)[stage - 1], k1, k2, cb, device))
     return results
+
+
+def validate(s1: Stage1Config, s2: Stage2Config, s3: Stage3Config) -> None:
+    """What stages 2 and 3 would refuse after stage 1 has trained, refused now: BudgetError for
+    a budget outside [1, the model's ReLU count], ValueError for unknown choices."""
+    from .data import INPUT_SHAPES
+
+    check_config(s2)
+    if s3.tau <= 0:
+        raise ValueError(f"temperature tau must be > 0, got {s3.tau}")
+    if s1.data.dataset in INPUT_SHAPES:  # an unknown dataset is load_data's error to raise
+        check_budget(s2.budget, relu_total(s1.model, s1.data.dataset, s1.include_stem))
 
 
 def relu_total(model: str, dataset: str, include_stem: bool = True) -> int:

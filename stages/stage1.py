@@ -84,6 +84,7 @@ def run_stage1(
     on_epoch: EpochCallback | None = None,
     checkpoint: Path | None = None,
     device: str = "auto",
+    provenance: dict[str, Any] | None = None,
 ) -> StageResult:
     timer = Timer()
     dev = pick_device(device)
@@ -94,7 +95,7 @@ def run_stage1(
     model = prepare(model, dev)
     train, val, test = loaders(data, cfg.optim.batch_size, dev, cfg.seed)
     opt, sched = make_optimizer(model, cfg.optim)
-    loop = EpochLoop(model, opt, sched, cfg.optim.epochs, checkpoint, on_epoch)
+    loop = EpochLoop(model, opt, sched, cfg.optim.epochs, checkpoint, on_epoch, train.generator)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(x), y)
@@ -134,4 +135,4 @@ def run_stage1(
         "val_acc": val_acc,
         "test_acc": test_acc,
     }
-    return commit(out_dir, 1, key, cfg, model, meta, loop, timer, dev)
+    return commit(out_dir, 1, key, cfg, model, meta, loop, timer, dev, provenance)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from .allocation import allocate
+from .allocation import ALLOCATIONS, allocate
 from .config import Stage2Config, StageResult
 from .losses import kd_loss
 from .partial_relu import GRANULARITIES, PartialReLU, mask_hamming, model_relu_count, topk_mask
@@ -34,6 +34,22 @@ from .train import (
 )
 
 METHODS = ("activation", "scores")
+INITS = ("random", "teacher")
+
+
+def check_config(cfg: Stage2Config) -> None:
+    """Refuse unknown choices up front: before any data is read or any epoch trained (the
+    pipeline calls this before stage 1, so a typo never costs a teacher training)."""
+    if cfg.method not in METHODS:
+        raise ValueError(f"unknown mask method {cfg.method!r}; choose one of: {METHODS}")
+    if cfg.granularity not in GRANULARITIES:
+        raise ValueError(f"unknown granularity {cfg.granularity!r}; choose one of: {GRANULARITIES}")
+    if cfg.allocation not in ALLOCATIONS:
+        raise ValueError(f"unknown allocation {cfg.allocation!r}; choose one of: {ALLOCATIONS}")
+    if cfg.init not in INITS:
+        raise ValueError(f"unknown init {cfg.init!r}; choose one of: {INITS}")
+    if cfg.tau <= 0:
+        raise ValueError(f"temperature tau must be > 0, got {cfg.tau}")
 
 
 def layer_budgets(cfg: Stage2Config, stage1_meta: dict[str, Any]) -> dict[str, int]:
@@ -57,11 +73,9 @@ def run_stage2(
     on_epoch: EpochCallback | None = None,
     checkpoint: Path | None = None,
     device: str = "auto",
+    provenance: dict[str, Any] | None = None,
 ) -> StageResult:
-    if cfg.method not in METHODS:
-        raise ValueError(f"unknown mask method {cfg.method!r}; choose one of: {METHODS}")
-    if cfg.granularity not in GRANULARITIES:
-        raise ValueError(f"unknown granularity {cfg.granularity!r}; choose one of: {GRANULARITIES}")
+    check_config(cfg)
     timer = Timer()
     dev = pick_device(device)
     teacher, meta1 = load_teacher(Path(stage1_dir), dev)
@@ -72,8 +86,6 @@ def run_stage2(
     student = build_from_meta(meta1, dev)
     if cfg.init == "teacher":
         student.load_state_dict(teacher.state_dict())
-    elif cfg.init != "random":
-        raise ValueError(f"unknown init {cfg.init!r}; choose random or teacher")
     named = dict(student.named_modules())
     mods: dict[str, PartialReLU] = {n: named[n] for n in budgets}  # type: ignore[misc]
     t_named = dict(teacher.named_modules())
@@ -102,7 +114,7 @@ def run_stage2(
 
     train, val, test = loaders(data, cfg.optim.batch_size, dev, seed)
     opt, sched = make_optimizer(student, cfg.optim)
-    loop = EpochLoop(student, opt, sched, cfg.optim.epochs, checkpoint, on_epoch)
+    loop = EpochLoop(student, opt, sched, cfg.optim.epochs, checkpoint, on_epoch, train.generator)
     for epoch in range(loop.resume(dev), cfg.optim.epochs):
         before = _masks(mods)
         for s in score.values():
@@ -113,9 +125,6 @@ def run_stage2(
                 m.set_mask(topk_mask(score[n], budgets[n], cfg.granularity))
             else:
                 m.set_mask(topk_mask(m.scores.detach(), budgets[n], cfg.granularity))  # type: ignore[union-attr]
-        if cfg.method == "scores" and epoch + 1 == cfg.optim.epochs:
-            for m in mods.values():
-                m.finalize_scores()
         hamming = mask_hamming(before, _masks(mods))
         loop.end_epoch(epoch, {"loss": loss, "val_acc": evaluate(student, val), "hamming": hamming})
 
@@ -139,4 +148,4 @@ def run_stage2(
         "test_acc": test_acc,
         "hamming": [row["hamming"] for row in loop.history],
     }
-    return commit(out_dir, 2, key, cfg, student, meta, loop, timer, dev)
+    return commit(out_dir, 2, key, cfg, student, meta, loop, timer, dev, provenance)

@@ -8,6 +8,7 @@ The best-validation weights are kept; test accuracy is measured on them once, an
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -38,6 +39,7 @@ def run_stage3(
     on_epoch: EpochCallback | None = None,
     checkpoint: Path | None = None,
     device: str = "auto",
+    provenance: dict[str, Any] | None = None,
 ) -> StageResult:
     if cfg.tau <= 0:
         raise ValueError(f"temperature tau must be > 0, got {cfg.tau}")
@@ -61,7 +63,7 @@ def run_stage3(
 
     train, val, test = loaders(data, cfg.optim.batch_size, dev, seed)
     opt, sched = make_optimizer(student, cfg.optim)
-    loop = EpochLoop(student, opt, sched, cfg.optim.epochs, checkpoint, on_epoch)
+    loop = EpochLoop(student, opt, sched, cfg.optim.epochs, checkpoint, on_epoch, train.generator)
     for epoch in range(loop.resume(dev), cfg.optim.epochs):
         loss = train_epoch(student, train, opt, step)
         loop.end_epoch(epoch, {"loss": loss, "val_acc": evaluate(student, val)})
@@ -84,4 +86,4 @@ def run_stage3(
         "val_acc": val_acc,
         "test_acc": test_acc,
     }
-    return commit(out_dir, 3, key, cfg, student, meta, loop, timer, dev)
+    return commit(out_dir, 3, key, cfg, student, meta, loop, timer, dev, provenance)

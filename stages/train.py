@@ -62,9 +62,15 @@ def make_optimizer(
 def loaders(
     data: DataBundle, batch_size: int, device: torch.device, seed: int
 ) -> tuple[TensorLoader, TensorLoader, TensorLoader]:
-    """Train (shuffled, augmented), validation and test loaders, data resident on `device`."""
+    """Train (shuffled, augmented), validation and test loaders, data resident on `device`.
+
+    A last training batch of one image is dropped: BatchNorm cannot train on a single value
+    per channel (a 1x1 map, e.g. ResNet18's layer4 on 8x8 digits) and raises."""
+    lone = len(data.train) > 1 and len(data.train) % batch_size == 1
     return (
-        TensorLoader(data.train, data, batch_size, train=True, device=device, seed=seed),
+        TensorLoader(
+            data.train, data, batch_size, train=True, device=device, seed=seed, drop_last=lone
+        ),
         TensorLoader(data.val, data, 512, train=False, device=device),
         TensorLoader(data.test, data, 512, train=False, device=device),
     )
@@ -122,8 +128,10 @@ class EpochLoop:
         epochs: int,
         checkpoint: Path | None = None,
         on_epoch: EpochCallback | None = None,
+        rng: torch.Generator | None = None,
     ) -> None:
         self.model, self.opt, self.sched, self.epochs = model, opt, sched, epochs
+        self.rng = rng  # the train loader's generator: checkpointed so a resume is exact
         self.path = Path(checkpoint) if checkpoint is not None else None
         self.on_epoch = on_epoch
         self.best_acc = -1.0
@@ -142,6 +150,9 @@ class EpochLoop:
         self.best_state = state["best_state"]
         self.best_acc = float(state["best_acc"])
         self.history = json.loads(state["history"])
+        if self.rng is not None and "rng" in state:
+            # Without it the resumed epochs would replay epoch 0's shuffles and crops.
+            self.rng.set_state(state["rng"].cpu())
         self.start = int(state["epoch"])
         return self.start
 
@@ -164,6 +175,7 @@ class EpochLoop:
                     "best_acc": self.best_acc,
                     "history": json.dumps(self.history),
                     "epoch": epoch + 1,
+                    **({} if self.rng is None else {"rng": self.rng.get_state()}),
                 },
             )
         if self.on_epoch is not None:
@@ -179,6 +191,7 @@ class Timer:
 
     def __init__(self) -> None:
         self.start = time.perf_counter()
+        self.started_at = time.time()
 
     @property
     def seconds(self) -> float:
@@ -200,14 +213,19 @@ def commit(
     loop: EpochLoop,
     timer: Timer,
     device: torch.device,
+    provenance: dict[str, Any] | None = None,
 ) -> StageResult:
     """Write the stage's artifact (weights, then metadata as the commit mark) and drop its
-    epoch checkpoint: the one way every stage finishes."""
+    epoch checkpoint: the one way every stage finishes. `provenance` (who ran it: sweep, run,
+    Ray trial, Slurm job) is stored in the metadata but is not part of the content key."""
     meta = {
         "stage": stage,
         "key": key,
         "config": cfg,
         **meta,
+        "provenance": provenance or {},
+        "started_at": timer.started_at,
+        "finished_at": time.time(),
         "history": loop.history,
         "wall_s": timer.seconds,
         "hostname": socket.gethostname(),

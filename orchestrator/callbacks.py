@@ -1,0 +1,100 @@
+"""Tune callbacks of a sweep: progress lines, a periodic status line, failure records."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from .records import row_for_failure, write_record
+from .sweep import Sweep
+
+
+class Progress:
+    """Progress lines from the searcher's events, and a status line every `every` seconds."""
+
+    def __init__(self, searcher: Any, printer: Callable[[str], None], every: float = 15.0) -> None:
+        self.searcher, self.printer, self.every = searcher, printer, every
+        self.start = time.monotonic()
+        self.last = 0.0
+        self.best: dict[int, float] = {}
+
+    def _labels(self, node: Any) -> str:
+        """Only the labels that tell this stage's executions apart (budget, tau, …)."""
+        same = [n for n in self.searcher.nodes.values() if n.stage == node.stage]
+        varying = [k for k in node.labels if len({repr(n.labels.get(k)) for n in same}) > 1]
+        return " ".join(f"{k}={node.labels[k]}" for k in varying) or f"key={node.key}"
+
+    def event(self, kind: str, node: Any, result: dict[str, Any] | None) -> None:
+        labels = self._labels(node)
+        if kind == "started":
+            return
+        if kind == "done" and result is not None:
+            if node.stage == 3:
+                b = node.labels["budget"]
+                self.best[b] = max(self.best.get(b, 0.0), float(result.get("val_acc", 0.0)))
+            self.printer(
+                f"[{self._t()}] stage {node.stage} done   {labels}  relu {result.get('relu_count')}"
+                f"  val_acc {result.get('val_acc', 0):.4f}  ({result.get('wall_s', 0):.1f} s)"
+            )
+        elif kind == "failed":
+            self.printer(f"[{self._t()}] stage {node.stage} FAILED {labels}  (key {node.key})")
+        self.status(force=False)
+
+    def _t(self) -> str:
+        return f"{time.monotonic() - self.start:6.1f}s"
+
+    def status(self, force: bool = True) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < self.every:
+            return
+        self.last = now
+        parts = []
+        for n in (1, 2, 3):
+            c = self.searcher.counts(n)
+            extra = "".join(f" {c[k]} {k}" for k in ("failed", "skipped") if c[k])
+            parts.append(
+                f"stage{n} {c['done']} done {c['running']} running {c['pending']} pending{extra}"
+            )
+        best = ", ".join(f"{b}: {a:.4f}" for b, a in sorted(self.best.items()))
+        self.printer(
+            f"[{self._t()}] "
+            + " | ".join(parts)
+            + (f" | best val_acc by budget {best}" if best else "")
+        )
+
+
+class StatusTicker(Callback):
+    """Prints the status line every so often while trials run."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        self.progress.status(force=False)
+
+
+class FailureRecorder(Callback):
+    """Records a stage execution that failed on its last attempt, with its error."""
+
+    def __init__(self, sweep: Sweep, trial_config: dict[str, Any]) -> None:
+        self.sweep, self.trial_config = sweep, trial_config
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        node = trial.config.get("node")
+        if node is None:
+            return
+        error = ""
+        if trial.error_file and os.path.exists(trial.error_file):
+            error = Path(trial.error_file).read_text()[-4000:]
+        prov = {
+            **self.trial_config,
+            "ray_trial_id": trial.trial_id,
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
+        }
+        row = row_for_failure(node, self.sweep.model, self.sweep.dataset, error.strip(), prov)
+        write_record(self.sweep.workdir, self.sweep.name, node["stage"], row)

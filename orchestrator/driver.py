@@ -1,0 +1,201 @@
+"""Run a sweep on Ray Tune: connect to Ray, hand the plan's unfinished nodes to Tune through
+the DAG searcher, stream progress, write records, return a summary.
+
+Resuming needs no Tune state: the content-addressed store says what is done, so rerunning the
+same command (after Ctrl-C, kill -9, preemption) plans only what is missing, and an
+interrupted stage continues from its own epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import socket
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from stages.artifacts import artifact_dir, read_meta
+
+from .plan import Plan, build_plan
+from .records import code_version, has_record, row_from_meta, write_record
+from .sweep import Sweep
+
+Printer = Callable[[str], None]
+
+
+class ConnectError(RuntimeError):
+    """Ray cannot be reached: the message says which address and how to fix it."""
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    executed: dict[int, int]  # stage -> executions this run
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped and not self.interrupted
+
+
+def _check_reachable(address: str, source: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not hang, when an address points at no Ray."""
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConnectError(f"{source} {address!r} is not host:port (e.g. 10.0.0.5:6379)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise ConnectError(
+            f"cannot reach Ray at {address} (from {source}): {e.strerror or e}; start the head "
+            f"with `ray start --head` or fix {source}"
+            + (" (unset RAY_ADDRESS to run on a local Ray)" if source == "RAY_ADDRESS" else "")
+        ) from None
+
+
+def connect(address: str | None, num_cpus: int | None = None) -> bool:
+    """Join `address` (or RAY_ADDRESS) or start a private local Ray. True when we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    source = "--address"
+    if address is None and os.environ.get("RAY_ADDRESS"):
+        address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
+    if address and address not in ("local", "auto"):
+        _check_reachable(address, source)
+    os.environ.pop("RAY_ADDRESS", None)  # never let a stale value reach ray.init
+    common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    common["logging_level"] = "ERROR"
+    if address and address != "local":
+        ray.init(address=address, **{k: v for k, v in common.items() if k != "include_dashboard"})
+        return False
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **common)
+    return True
+
+
+def _reconcile_records(plan: Plan) -> int:
+    """Write the record of every finished node this sweep has none of (a crash between commit
+    and record, or work another sweep did): idempotent, so safe at every start and end."""
+    written = 0
+    for node in plan.nodes.values():
+        if has_record(plan.sweep.workdir, plan.sweep.name, node.stage, node.key):
+            continue
+        folder = artifact_dir(plan.store, node.stage, node.key)
+        meta = read_meta(folder)
+        if meta is not None:
+            write_record(
+                plan.sweep.workdir,
+                plan.sweep.name,
+                node.stage,
+                row_from_meta(meta, plan.sweep.name, folder),
+            )
+            written += 1
+    return written
+
+
+def run_sweep(
+    sweep: Sweep,
+    address: str | None = None,
+    printer: Printer = print,
+    device: str = "auto",
+    plan: Plan | None = None,
+    extra_trial_config: dict[str, Any] | None = None,
+) -> RunSummary:
+    """Run every unfinished stage execution of `sweep` as Tune trials; returns what happened."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
+    from ray import tune
+
+    from .callbacks import FailureRecorder, Progress, StatusTicker
+    from .dag import DagSearcher
+    from .trial import stage_trainable
+
+    t0 = time.monotonic()
+    plan = plan or build_plan(sweep)
+    run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+    sweep.workdir.mkdir(parents=True, exist_ok=True)
+    _reconcile_records(plan)
+    done = plan.done_keys()
+    todo = [n for n in plan.nodes.values() if n.key not in done]
+    summary = RunSummary(run_id, {1: 0, 2: 0, 3: 0})
+    printer(
+        f"sweep {sweep.name}: {len(plan.nodes)} stage executions planned, {len(done)} already done, {len(todo)} to run"
+    )
+    if not todo:
+        summary.wall_s = time.monotonic() - t0
+        return summary
+
+    started_local = connect(address, None)
+    import ray
+
+    try:
+        res = sweep.resources
+        cluster_cpus = ray.cluster_resources().get("CPU", 1)
+        if res.cpus > cluster_cpus or res.gpus > ray.cluster_resources().get("GPU", 0):
+            raise ConnectError(
+                f"[resources] asks {res.cpus} CPUs / {res.gpus} GPUs per trial but the Ray cluster has "
+                f"{cluster_cpus:g} CPUs / {ray.cluster_resources().get('GPU', 0):g} GPUs"
+            )
+        max_conc = res.max_concurrent or max(1, int(cluster_cpus // res.cpus))
+        trial_config = {
+            "store": str(plan.store),
+            "workdir": str(sweep.workdir),
+            "sweep": sweep.name,
+            "run_id": run_id,
+            "code_version": code_version(),
+            "cpus": res.cpus,
+            "device": device if res.gpus > 0 or device != "auto" else "cpu",
+            **(extra_trial_config or {}),
+        }
+        searcher = DagSearcher(list(plan.nodes.values()), done, trial_config)
+        progress = Progress(searcher, printer)
+        searcher.listeners.append(progress.event)
+        failures = FailureRecorder(sweep, trial_config)
+        tuner = tune.Tuner(
+            tune.with_resources(stage_trainable, {"cpu": res.cpus, "gpu": res.gpus}),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                num_samples=-1,
+                max_concurrent_trials=max_conc,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(
+                name=f"{sweep.name}-{run_id}",
+                storage_path=str(sweep.workdir / "tune"),
+                failure_config=tune.FailureConfig(max_failures=res.retries),
+                callbacks=[failures, StatusTicker(progress)],
+                verbose=0,
+            ),
+        )
+        printer(
+            f"Ray: {cluster_cpus:g} CPUs, up to {max_conc} concurrent trials of {res.cpus:g} CPU / {res.gpus:g} GPU; Tune state in {sweep.workdir / 'tune'}"
+        )
+        try:
+            tuner.fit()
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        if searcher.pending or searcher.running:
+            summary.interrupted = True
+        summary.executed = dict(searcher.executed)
+        summary.failed = sorted(searcher.failed)
+        summary.skipped = sorted(searcher.skipped)
+        progress.status()
+    finally:
+        _reconcile_records(plan)
+        if started_local:
+            ray.shutdown()
+    summary.wall_s = time.monotonic() - t0
+    return summary
+
+
+def stderr_printer(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)

@@ -1,0 +1,219 @@
+"""Parquet records: one immutable file per (sweep, stage execution), for analysts.
+
+Layout: <workdir>/results/sweep=<name>/stage=<n>/<key>.parquet (hive partitions; `sweep` and
+`stage` come from the path, not the file). A record is a pure function of the stage's
+metadata, so it can be (re)written at any time: the file name is the content key, each write
+is a temp file + rename, and a retried or resumed run overwrites instead of duplicating.
+Schema changes only add nullable columns and bump SCHEMA_VERSION.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+
+from stages.artifacts import atomic_write_bytes
+
+SCHEMA_VERSION = 1
+
+_TS = pa.timestamp("us", tz="UTC")
+SCHEMA = pa.schema(
+    [
+        ("schema_version", pa.int32()),
+        ("run_id", pa.string()),
+        ("key", pa.string()),
+        ("parent_key", pa.string()),
+        ("model", pa.string()),
+        ("dataset", pa.string()),
+        ("seed", pa.int64()),
+        ("budget", pa.int64()),
+        ("relu_count", pa.int64()),
+        ("relu_total", pa.int64()),
+        ("relu_per_layer", pa.list_(pa.int64())),
+        ("granularity", pa.string()),
+        ("allocation", pa.string()),
+        ("tau", pa.float64()),
+        ("gamma", pa.float64()),
+        ("alpha", pa.float64()),
+        ("beta", pa.float64()),
+        ("lr", pa.float64()),
+        ("epochs", pa.int64()),
+        ("val_acc", pa.float64()),
+        ("test_acc", pa.float64()),
+        ("status", pa.string()),  # completed | reused | failed
+        ("error", pa.string()),
+        ("started_at", _TS),
+        ("finished_at", _TS),
+        ("wall_s", pa.float64()),
+        ("hostname", pa.string()),
+        ("slurm_job_id", pa.string()),
+        ("ray_trial_id", pa.string()),
+        ("artifact", pa.string()),
+        ("code_version", pa.string()),
+        ("optuna_study", pa.string()),
+        ("optuna_trial", pa.int64()),
+    ]
+)
+PARTITIONS = pa.schema([("sweep", pa.string()), ("stage", pa.int32())])
+
+
+def results_dir(workdir: Path) -> Path:
+    return Path(workdir) / "results"
+
+
+def record_path(workdir: Path, sweep: str, stage: int, key: str) -> Path:
+    return results_dir(workdir) / f"sweep={sweep}" / f"stage={stage}" / f"{key}.parquet"
+
+
+def _ts(seconds: float | None) -> dt.datetime | None:
+    return None if seconds is None else dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
+
+
+def row_from_meta(meta: dict[str, Any], sweep: str, artifact: Path | str) -> dict[str, Any]:
+    """A record from a committed stage's metadata. `completed` when this sweep ran it,
+    `reused` when the store already had it from another sweep."""
+    cfg = meta.get("config", {})
+    prov = meta.get("provenance", {})
+    optim = cfg.get("optim", {})
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": prov.get("run_id"),
+        "key": meta["key"],
+        "parent_key": meta.get("parent_key"),
+        "model": meta.get("model"),
+        "dataset": meta.get("dataset"),
+        "seed": meta.get("seed"),
+        "budget": meta.get("budget"),
+        "relu_count": meta.get("relu_count"),
+        "relu_total": meta.get("relu_total"),
+        "relu_per_layer": meta.get("relu_per_layer"),
+        "granularity": meta.get("granularity", cfg.get("granularity")),
+        "allocation": meta.get("allocation", cfg.get("allocation")),
+        "tau": cfg.get("tau"),
+        "gamma": cfg.get("gamma"),
+        "alpha": cfg.get("alpha"),
+        "beta": cfg.get("beta"),
+        "lr": optim.get("lr"),
+        "epochs": optim.get("epochs"),
+        "val_acc": meta.get("val_acc"),
+        "test_acc": meta.get("test_acc"),
+        "status": "completed" if prov.get("sweep") == sweep else "reused",
+        "error": None,
+        "started_at": _ts(meta.get("started_at")),
+        "finished_at": _ts(meta.get("finished_at")),
+        "wall_s": meta.get("wall_s"),
+        "hostname": meta.get("hostname"),
+        "slurm_job_id": prov.get("slurm_job_id"),
+        "ray_trial_id": prov.get("ray_trial_id"),
+        "artifact": str(artifact),
+        "code_version": prov.get("code_version"),
+        "optuna_study": prov.get("optuna_study"),
+        "optuna_trial": prov.get("optuna_trial"),
+    }
+
+
+def write_record(workdir: Path, sweep: str, stage: int, row: dict[str, Any]) -> Path:
+    """Write (or atomically replace) the record of one stage execution."""
+    table = pa.Table.from_pylist([{name: row.get(name) for name in SCHEMA.names}], schema=SCHEMA)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    path = record_path(workdir, sweep, stage, row["key"])
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def has_record(workdir: Path, sweep: str, stage: int, key: str) -> bool:
+    return record_path(workdir, sweep, stage, key).exists()
+
+
+def dataset(workdir: Path) -> pads.Dataset:
+    """All records under a workdir as one pyarrow dataset (partition columns included)."""
+    root = results_dir(workdir)
+    files = sorted(str(p) for p in root.glob("sweep=*/stage=*/*.parquet"))
+    return pads.dataset(
+        files,
+        schema=pa.unify_schemas([SCHEMA, PARTITIONS]),
+        partitioning=pads.partitioning(PARTITIONS, flavor="hive"),
+        partition_base_dir=str(root),
+        format="parquet",
+    )
+
+
+def read_records(workdir: Path, sweep: str | None = None, stage: int | None = None) -> pa.Table:
+    """Records as an Arrow table, optionally one sweep and/or stage."""
+    if not results_dir(workdir).exists():
+        return pa.unify_schemas([SCHEMA, PARTITIONS]).empty_table()
+    expr = None
+    if sweep is not None:
+        expr = pads.field("sweep") == sweep
+    if stage is not None:
+        cond = pads.field("stage") == stage
+        expr = cond if expr is None else expr & cond
+    return dataset(workdir).to_table(filter=expr)
+
+
+def code_version() -> str:
+    """The git commit of the code (with -dirty), or the package version outside a checkout."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            return out.stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("senet-sweep")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def row_for_failure(
+    node: dict[str, Any], model: str, dataset: str, error: str, provenance: dict[str, Any]
+) -> dict[str, Any]:
+    """A `failed` record for a stage execution that raised on every attempt (no artifact)."""
+    cfg, labels = node["config"], node.get("labels", {})
+    optim = cfg.get("optim", {})
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "run_id": provenance.get("run_id"),
+        "key": node["key"],
+        "parent_key": node.get("stage2_key") if node["stage"] == 3 else node.get("stage1_key"),
+        "model": model,
+        "dataset": dataset,
+        "seed": labels.get("seed"),
+        "budget": labels.get("budget"),
+        "granularity": labels.get("granularity"),
+        "allocation": labels.get("allocation"),
+        "tau": cfg.get("tau"),
+        "gamma": cfg.get("gamma"),
+        "alpha": cfg.get("alpha"),
+        "beta": cfg.get("beta"),
+        "lr": optim.get("lr"),
+        "epochs": optim.get("epochs"),
+        "status": "failed",
+        "error": error,
+        "finished_at": dt.datetime.now(tz=dt.timezone.utc),
+        "slurm_job_id": provenance.get("slurm_job_id"),
+        "ray_trial_id": provenance.get("ray_trial_id"),
+        "code_version": provenance.get("code_version"),
+        "optuna_study": provenance.get("optuna_study"),
+        "optuna_trial": provenance.get("optuna_trial"),
+    }
