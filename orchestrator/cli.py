@@ -7,6 +7,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from .errors import UserError
+
 DESCRIPTION = """\
 SENet ReLU-budget sweeps: measure per-layer ReLU sensitivity, search where the ReLUs go,
 and fine-tune by distillation, for many budgets and distillation settings at once.
@@ -14,10 +16,6 @@ and fine-tune by distillation, for many budgets and distillation settings at onc
 Start here:  senet validate sweeps/demo.toml   then   senet run sweeps/demo.toml
 Debug path:  senet pipeline --model resnet20 --dataset digits --budget 2000
 """
-
-
-class UserError(Exception):
-    """Bad input: printed as one line, exit status 2, before any job starts."""
 
 
 def _add_relu_count(sub: argparse._SubParsersAction) -> None:

@@ -60,7 +60,7 @@ def configs(args: argparse.Namespace) -> tuple[Stage1Config, Stage2Config, Stage
     from stages.models import MODELS
     from stages.pipeline import relu_total
 
-    from .cli import UserError
+    from .errors import UserError
 
     if args.model not in MODELS:
         raise UserError(f"--model: unknown model {args.model!r}; choose one of: {sorted(MODELS)}")
@@ -120,7 +120,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from stages.data import DataNotFoundError
     from stages.pipeline import run_pipeline
 
-    from .cli import UserError
+    from .errors import UserError
 
     s1, s2, s3 = configs(args)
     start = time.perf_counter()

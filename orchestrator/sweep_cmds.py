@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .cli import UserError
+from .errors import UserError
 
 
 def add_validate(sub: argparse._SubParsersAction) -> None:
