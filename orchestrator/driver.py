@@ -110,6 +110,7 @@ def run_sweep(
     device: str = "auto",
     plan: Plan | None = None,
     extra_trial_config: dict[str, Any] | None = None,
+    listeners: list[Callable[[str, Any, dict[str, Any] | None], None]] | None = None,
 ) -> RunSummary:
     """Run every unfinished stage execution of `sweep` as Tune trials; returns what happened."""
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
@@ -159,6 +160,7 @@ def run_sweep(
         searcher = DagSearcher(list(plan.nodes.values()), done, trial_config)
         progress = Progress(searcher, printer)
         searcher.listeners.append(progress.event)
+        searcher.listeners.extend(listeners or [])
         failures = FailureRecorder(sweep, trial_config)
         tuner = tune.Tuner(
             tune.with_resources(stage_trainable, {"cpu": res.cpus, "gpu": res.gpus}),

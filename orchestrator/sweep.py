@@ -204,9 +204,8 @@ def parse_sweep(
             data_root is not None,
             f"[sweep] data_root: {dataset} needs the folder holding its official files",
         )
-    if data_root is not None:
-        base = path.parent if path else Path.cwd()
-        root = (base / os.path.expanduser(data_root)).resolve()
+    if data_root is not None:  # like workdir, relative to the directory senet runs in
+        root = Path(os.path.expanduser(data_root)).resolve()
         _check(
             root.is_dir(),
             f"[sweep] data_root: folder {root} does not exist; point it at the {dataset} files",
