@@ -10,7 +10,7 @@ from typing import Any
 
 from ray.tune import Callback
 
-from .records import row_for_failure, write_record
+from .records import row_without_artifact, write_record
 from .sweep import Sweep
 
 
@@ -27,7 +27,7 @@ class Progress:
         """Only the labels that tell this stage's executions apart (budget, tau, …)."""
         same = [n for n in self.searcher.nodes.values() if n.stage == node.stage]
         varying = [k for k in node.labels if len({repr(n.labels.get(k)) for n in same}) > 1]
-        return " ".join(f"{k}={node.labels[k]}" for k in varying) or f"key={node.key}"
+        return " ".join(f"{k}={_short(node.labels[k])}" for k in varying) or f"key={node.key}"
 
     def event(self, kind: str, node: Any, result: dict[str, Any] | None) -> None:
         labels = self._labels(node)
@@ -93,8 +93,15 @@ class FailureRecorder(Callback):
             error = Path(trial.error_file).read_text()[-4000:]
         prov = {
             **self.trial_config,
+            **trial.config.get("provenance", {}),
             "ray_trial_id": trial.trial_id,
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         }
-        row = row_for_failure(node, self.sweep.model, self.sweep.dataset, error.strip(), prov)
+        row = row_without_artifact(
+            node, self.sweep.model, self.sweep.dataset, "failed", prov, error.strip()
+        )
         write_record(self.sweep.workdir, self.sweep.name, node["stage"], row)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

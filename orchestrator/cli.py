@@ -81,6 +81,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_sweep_commands,
     _add_relu_count,
     _add_pipeline,
+    lambda sub: __import__("orchestrator.results_cmd", fromlist=["_"]).add_results(sub),
 ]
 
 

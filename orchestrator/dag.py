@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ray.tune.search import Searcher
+
+from stages.artifacts import artifact_dir, read_meta
 
 from .plan import Node
 
@@ -21,8 +24,17 @@ class DagSearcher(Searcher):
     """Suggests ready nodes, deepest stage first (results sooner); FINISHED when all are
     done, failed or blocked by a failure."""
 
-    def __init__(self, nodes: list[Node], done: set[str], trial_config: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        nodes: list[Node],
+        done: set[str],
+        trial_config: dict[str, Any],
+        source: Any = None,
+    ) -> None:
         super().__init__(metric="val_acc", mode="max")
+        self.source = source  # OptunaSource: samples stage-3 nodes on demand (None: grid)
+        self.provenance: dict[str, dict[str, Any]] = {}  # per-node extras (Optuna trial)
+        self.stopped: set[str] = set()
         self.nodes: dict[str, Node] = {n.key: n for n in nodes}
         self.trial_config = trial_config  # fields every trial gets (store, sweep, run id…)
         self.done: set[str] = set(done)
@@ -31,6 +43,7 @@ class DagSearcher(Searcher):
         self.failed: set[str] = set()
         self.skipped: set[str] = set()
         self.executed: dict[int, int] = {1: 0, 2: 0, 3: 0}
+        self.results: dict[str, dict[str, Any]] = {}
         self.listeners: list[Callable[[str, Node, dict[str, Any] | None], None]] = []
 
     def add(self, node: Node) -> None:
@@ -38,6 +51,9 @@ class DagSearcher(Searcher):
         if node.key in self.nodes:
             return
         self.nodes[node.key] = node
+        if read_meta(artifact_dir(Path(self.trial_config["store"]), node.stage, node.key)):
+            self.done.add(node.key)  # computed by an earlier run: never again
+            return
         self.pending.append(node.key)
 
     def _parents(self, node: Node) -> list[str]:
@@ -56,13 +72,31 @@ class DagSearcher(Searcher):
                 self.pending.remove(key)
                 self.skipped.add(key)
         ready = [k for k in self.pending if self._ready(self.nodes[k])]
+        while not ready and self.source is not None:
+            asked = self.source.ask()
+            if asked is None:
+                break
+            new, node3, provenance = asked
+            for node in new:
+                if node.key not in self.nodes and node.key not in self.done:
+                    self.add(node)
+            if node3.key in self.done or node3.key in self.running.values():
+                # The same setting was sampled before: its result stands, nothing to run.
+                self.source.tell(node3.key, self._stored_result(node3), error=False)
+                continue
+            if node3.key not in self.pending:
+                self.pending.append(node3.key)
+            self.provenance[node3.key] = provenance
+            ready = [k for k in self.pending if self._ready(self.nodes[k])]
         if ready:
             key = max(ready, key=lambda k: self.nodes[k].stage)
             self.pending.remove(key)
             self.running[trial_id] = key
             self._emit("started", self.nodes[key], None)
-            return {**self.trial_config, "node": self.nodes[key].to_dict()}
-        if not self.running and not self.pending:
+            extra = {"provenance": self.provenance[key]} if key in self.provenance else {}
+            return {**self.trial_config, "node": self.nodes[key].to_dict(), **extra}
+        source_done = self.source is None or self.source.exhausted()
+        if not self.running and not self.pending and source_done:
             return Searcher.FINISHED
         return None
 
@@ -73,13 +107,26 @@ class DagSearcher(Searcher):
         if key is None:
             return
         node = self.nodes[key]
-        if error or not result or not result.get("stage_done"):
+        if error or not result:
             self.failed.add(key)
             self._emit("failed", node, result)
+        elif not result.get("stage_done"):
+            self.stopped.add(key)  # stopped early by the scheduler (ASHA): not a failure
+            self._emit("stopped", node, result)
         else:
             self.done.add(key)
+            self.results[key] = result
             self.executed[node.stage] += 1
             self._emit("done", node, result)
+        if self.source is not None:
+            self.source.tell(key, result, error)
+
+    def _stored_result(self, node: Node) -> dict[str, Any] | None:
+        """The metrics of a finished node, from this run or from the store."""
+        if node.key in self.results:
+            return self.results[node.key]
+        meta = read_meta(artifact_dir(Path(self.trial_config["store"]), node.stage, node.key))
+        return None if meta is None else {k: meta.get(k) for k in ("val_acc", "relu_count")}
 
     def _emit(self, event: str, node: Node, result: dict[str, Any] | None) -> None:
         for listener in self.listeners:
@@ -95,12 +142,13 @@ class DagSearcher(Searcher):
             "pending": sum(k in self.pending for k in keys),
             "failed": sum(k in self.failed for k in keys),
             "skipped": sum(k in self.skipped for k in keys),
+            "stopped": sum(k in self.stopped for k in keys),
         }
 
     # Tune checkpoints its search algorithm with the experiment; the store is the real state,
     # so this only has to round-trip.
     def save(self, checkpoint_path: str) -> None:
-        state = {k: v for k, v in self.__dict__.items() if k != "listeners"}
+        state = {k: v for k, v in self.__dict__.items() if k not in ("listeners", "source")}
         with open(checkpoint_path, "wb") as f:
             pickle.dump(state, f)
 

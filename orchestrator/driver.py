@@ -12,16 +12,15 @@ import datetime as dt
 import os
 import secrets
 import socket
-import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from stages.artifacts import artifact_dir, read_meta
 
-from .plan import Plan, build_plan
-from .records import code_version, has_record, row_from_meta, write_record
+from .plan import Node, Plan, build_plan
+from .records import code_version, has_record, row_from_meta, row_without_artifact, write_record
 from .sweep import Sweep
 
 Printer = Callable[[str], None]
@@ -83,11 +82,11 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
     return True
 
 
-def _reconcile_records(plan: Plan) -> int:
+def _reconcile_records(plan: Plan, nodes: Iterable[Node] = ()) -> int:
     """Write the record of every finished node this sweep has none of (a crash between commit
     and record, or work another sweep did): idempotent, so safe at every start and end."""
     written = 0
-    for node in plan.nodes.values():
+    for node in [*plan.nodes.values(), *nodes]:
         if has_record(plan.sweep.workdir, plan.sweep.name, node.stage, node.key):
             continue
         folder = artifact_dir(plan.store, node.stage, node.key)
@@ -121,7 +120,8 @@ def run_sweep(
     from .trial import stage_trainable
 
     t0 = time.monotonic()
-    plan = plan or build_plan(sweep)
+    optuna = sweep.search.optuna  # OptunaSettings in the Optuna modes: stage 3 is sampled
+    plan = plan or build_plan(sweep, [] if optuna else None)
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     sweep.workdir.mkdir(parents=True, exist_ok=True)
     _reconcile_records(plan)
@@ -131,7 +131,19 @@ def run_sweep(
     printer(
         f"sweep {sweep.name}: {len(plan.nodes)} stage executions planned, {len(done)} already done, {len(todo)} to run"
     )
-    if not todo:
+    trials_left = 0
+    if optuna:
+        from .optuna_search import finished_counts, journal_path, study_names
+
+        names = list(study_names(sweep.name, optuna, sweep.budgets).values())
+        finished = finished_counts(sweep.workdir, names)
+        trials_left = sum(max(0, optuna.trials - n) for n in finished.values())
+        printer(
+            f"optuna ({optuna.mode}, {optuna.sampler}, seed {optuna.seed}): {len(names)} studies, "
+            f"{sum(finished.values())} trials finished, {trials_left} to run; study journal "
+            f"{journal_path(sweep.workdir)}"
+        )
+    if not todo and not trials_left:
         summary.wall_s = time.monotonic() - t0
         return summary
 
@@ -157,7 +169,21 @@ def run_sweep(
             "device": device if res.gpus > 0 or device != "auto" else "cpu",
             **(extra_trial_config or {}),
         }
-        searcher = DagSearcher(list(plan.nodes.values()), done, trial_config)
+        source, scheduler = None, None
+        if optuna:
+            from .optuna_source import OptunaSource, PerBudgetASHA
+
+            # Stage-1/2 trials do not report the stage-3 metric ASHA and Optuna watch.
+            os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+            source = OptunaSource(sweep, optuna, max_conc)
+            if source.stale:
+                printer(
+                    f"optuna: {source.stale} trials left RUNNING by an interrupted run marked FAIL"
+                )
+            if optuna.asha:
+                scheduler = PerBudgetASHA(sweep.stage3[0].optim.epochs, **optuna.asha)
+        searcher = DagSearcher(list(plan.nodes.values()), done, trial_config, source)
+        searcher.listeners.append(_stopped_recorder(sweep, searcher, trial_config))
         progress = Progress(searcher, printer)
         searcher.listeners.append(progress.event)
         searcher.listeners.extend(listeners or [])
@@ -169,6 +195,7 @@ def run_sweep(
                 num_samples=-1,
                 max_concurrent_trials=max_conc,
                 reuse_actors=True,
+                scheduler=scheduler,
             ),
             run_config=tune.RunConfig(
                 name=f"{sweep.name}-{run_id}",
@@ -185,19 +212,33 @@ def run_sweep(
             tuner.fit()
         except KeyboardInterrupt:
             summary.interrupted = True
-        if searcher.pending or searcher.running:
+        if searcher.pending or searcher.running or (source and not source.exhausted()):
             summary.interrupted = True
         summary.executed = dict(searcher.executed)
         summary.failed = sorted(searcher.failed)
         summary.skipped = sorted(searcher.skipped)
         progress.status()
     finally:
-        _reconcile_records(plan)
+        _reconcile_records(plan, searcher.nodes.values() if "searcher" in locals() else ())
         if started_local:
             ray.shutdown()
     summary.wall_s = time.monotonic() - t0
     return summary
 
 
-def stderr_printer(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+def _stopped_recorder(
+    sweep: Sweep, searcher: Any, trial_config: dict[str, Any]
+) -> Callable[[str, Node, dict[str, Any] | None], None]:
+    """Records stage-3 trials ASHA stopped early: analysts see every sampled setting."""
+
+    def listen(event: str, node: Node, result: dict[str, Any] | None) -> None:
+        if event != "stopped":
+            return
+        prov = {**trial_config, **searcher.provenance.get(node.key, {})}
+        prov["ray_trial_id"] = (result or {}).get("trial_id")
+        row = row_without_artifact(
+            node.to_dict(), sweep.model, sweep.dataset, "stopped", prov, last=result
+        )
+        write_record(sweep.workdir, sweep.name, node.stage, row)
+
+    return listen

@@ -47,7 +47,7 @@ SCHEMA = pa.schema(
         ("epochs", pa.int64()),
         ("val_acc", pa.float64()),
         ("test_acc", pa.float64()),
-        ("status", pa.string()),  # completed | reused | failed
+        ("status", pa.string()),  # completed | reused | failed | stopped
         ("error", pa.string()),
         ("started_at", _TS),
         ("finished_at", _TS),
@@ -185,11 +185,20 @@ def code_version() -> str:
         return "unknown"
 
 
-def row_for_failure(
-    node: dict[str, Any], model: str, dataset: str, error: str, provenance: dict[str, Any]
+def row_without_artifact(
+    node: dict[str, Any],
+    model: str,
+    dataset: str,
+    status: str,
+    provenance: dict[str, Any],
+    error: str | None = None,
+    last: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A `failed` record for a stage execution that raised on every attempt (no artifact)."""
+    """The record of a stage execution that left no artifact: `failed` (raised on every
+    attempt; `error` says why) or `stopped` (ASHA stopped it early; `last` is its last
+    per-epoch result, whose val_acc Optuna was told)."""
     cfg, labels = node["config"], node.get("labels", {})
+    last = last or {}
     optim = cfg.get("optim", {})
     return {
         "schema_version": SCHEMA_VERSION,
@@ -207,8 +216,9 @@ def row_for_failure(
         "alpha": cfg.get("alpha"),
         "beta": cfg.get("beta"),
         "lr": optim.get("lr"),
-        "epochs": optim.get("epochs"),
-        "status": "failed",
+        "epochs": last.get("epoch", optim.get("epochs")),
+        "val_acc": last.get("val_acc"),
+        "status": status,
         "error": error,
         "finished_at": dt.datetime.now(tz=dt.timezone.utc),
         "slurm_job_id": provenance.get("slurm_job_id"),

@@ -28,10 +28,9 @@ def print_results(sweep: Sweep, printer: Callable[[str], None] = print) -> None:
         cells = []
         for c in cols:
             v = r.get(c)
-            cells.append(
-                f"{v:>10.4f}"
-                if isinstance(v, float) and c.endswith("acc")
-                else f"{'' if v is None else v:>10}"
-            )
+            if isinstance(v, float):
+                cells.append(f"{v:>10.4f}" if c.endswith("acc") else f"{v:>10.4g}")
+            else:
+                cells.append(f"{'' if v is None else v:>10}")
         printer("  ".join(cells))
     printer(f"\nParquet records: {results_dir(sweep.workdir)} (sweep={sweep.name})")

@@ -42,7 +42,8 @@ class Resources:
 @dataclass(frozen=True)
 class Search:
     mode: str = "grid"
-    options: dict[str, Any] = field(default_factory=dict)  # the mode's own keys (optuna: trials…)
+    options: dict[str, Any] = field(default_factory=dict)  # the mode's own keys, as written
+    optuna: Any = None  # OptunaSettings for the Optuna modes
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,8 @@ def parse_sweep(
     top = dict(doc.get("sweep", {}))
     for key in top:
         _check(key in _TOP, f"[sweep] {key}: unknown key; known keys: {', '.join(sorted(_TOP))}")
-    for key in ("model", "dataset", "budgets"):
+    pareto = doc.get("search", {}).get("mode") == "optuna-pareto"  # samples its budgets
+    for key in ("model", "dataset") + (() if pareto else ("budgets",)):
         _check(
             key in top, f"[sweep] {key}: missing; every sweep names its model, dataset and budgets"
         )
@@ -221,7 +223,7 @@ def parse_sweep(
         isinstance(include_stem, bool), f"[sweep] include_stem: true or false, got {include_stem!r}"
     )
     total = relu_total(model, dataset, include_stem)
-    budgets_raw = top["budgets"]
+    budgets_raw = top.get("budgets", [])
     _check(
         isinstance(budgets_raw, list),
         f"[sweep] budgets: a list of ReLU counts or fractions, got {budgets_raw!r}",
@@ -277,6 +279,20 @@ def parse_sweep(
         f"[resources] max_concurrent: must be >= 0, got {resources.max_concurrent}",
     )
 
+    search = Search(mode, search_doc)
+    if mode != "grid":
+        from .optuna_search import parse_optuna
+
+        _check(
+            len(stage1) == 1, f"[sweep] seeds: mode {mode} tunes one seed at a time; give one seed"
+        )
+        _check(len(stage2) == 1, f"[stage2]: mode {mode} needs one stage-2 setting (no lists)")
+        _check(
+            len(stage3) == 1,
+            f"[stage3]: mode {mode} samples stage 3 from [search.space]; give no lists here",
+        )
+        search = Search(mode, search_doc, parse_optuna(mode, search_doc, total))
+
     wd = workdir or Path(os.path.expanduser(top.get("workdir", f"runs/{name}")))
     if not wd.is_absolute() and path is not None and workdir is None:
         wd = Path.cwd() / wd
@@ -293,7 +309,7 @@ def parse_sweep(
         stage1=stage1,
         stage2=stage2,
         stage3=stage3,
-        search=Search(mode, search_doc),
+        search=search,
         resources=resources,
         relu_total=total,
     )

@@ -21,6 +21,7 @@ def stage_trainable(config: dict[str, Any]) -> None:
     from stages.config import config_from_dict
     from stages.pipeline import execute
 
+    from .optuna_search import ASHA_METRIC
     from .records import row_from_meta, write_record
 
     node = config["node"]
@@ -38,6 +39,8 @@ def stage_trainable(config: dict[str, Any]) -> None:
 
     def on_epoch(row: dict[str, Any]) -> None:
         metrics = {k: v for k, v in row.items() if isinstance(v, (int, float))}
+        if stage == 3:
+            metrics[ASHA_METRIC] = metrics["val_acc"]
         tune.report({"stage": stage, "key": node["key"], **metrics})
 
     store = Path(config["store"])

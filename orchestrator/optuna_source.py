@@ -1,0 +1,167 @@
+"""Stage-3 nodes sampled by Ray Tune's OptunaSearch, and ASHA kept per budget.
+
+The DAG searcher asks this source for the next stage-3 node when nothing else is ready. Each
+Optuna trial is keyed by its own tag (not a Tune trial id): a sampled budget may first need a
+stage-2 run, which is a different Tune trial, so the two must not be confused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.search.optuna import OptunaSearch
+
+from .optuna_search import (
+    ASHA_METRIC,
+    OptunaSettings,
+    fail_stale_running,
+    finished_counts,
+    storage,
+    study_names,
+)
+from .plan import Node, stage1_node, stage2_node, stage3_node
+from .sweep import Sweep
+
+
+def _sampler(settings: OptunaSettings) -> Any:
+    import optuna
+
+    if settings.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=settings.seed)
+    if settings.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=settings.seed)
+    return optuna.samplers.TPESampler(seed=settings.seed)
+
+
+class OptunaSource:
+    """Samples stage-3 settings (and budgets) until each study has its quota of trials."""
+
+    def __init__(self, sweep: Sweep, settings: OptunaSettings, max_in_flight: int) -> None:
+        self.sweep, self.settings, self.max_in_flight = sweep, settings, max(1, max_in_flight)
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # our progress lines say enough
+        st = storage(sweep.workdir)
+        names = study_names(sweep.name, settings, sweep.budgets)
+        self.stale = sum(fail_stale_running(st, name) for name in names.values())
+        finished = finished_counts(sweep.workdir, list(names.values()))
+        space = {d.name: d.to_optuna() for d in settings.space}
+        pareto = settings.mode == "optuna-pareto"
+        self.studies: dict[int | None, OptunaSearch] = {}
+        self.remaining: dict[int | None, int] = {}
+        for budget, name in names.items():
+            self.studies[budget] = OptunaSearch(
+                space=space,
+                metric=["val_acc", "relu_count"] if pareto else "val_acc",
+                mode=["max", "min"] if pareto else "max",
+                sampler=_sampler(settings),
+                study_name=name,
+                storage=st,
+            )
+            self.remaining[budget] = max(0, settings.trials - finished[name])
+        self.names = names
+        self.in_flight: dict[str, tuple[int | None, str]] = {}  # stage-3 key -> (study, tag)
+        self.counter = 0
+        self.stage1 = stage1_node(sweep.stage1[0])
+
+    def exhausted(self) -> bool:
+        return not any(self.remaining.values()) and not self.in_flight
+
+    def ask(self) -> tuple[list[Node], Node, dict[str, Any]] | None:
+        """New nodes to add (stage 2 if the budget is new, then stage 3), the stage-3 node and
+        its provenance; None while the in-flight limit or the quotas say wait."""
+        if len(self.in_flight) >= self.max_in_flight:
+            return None
+        open_ = [b for b, n in self.remaining.items() if n > 0]
+        if not open_:
+            return None
+        study = max(open_, key=lambda b: self.remaining[b])  # spread trials over budgets
+        self.remaining[study] -= 1
+        self.counter += 1
+        tag = f"senet-{self.counter}"
+        params = dict(self.studies[study].suggest(tag))
+        budget = int(params.pop("budget")) if "budget" in params else study
+        assert budget is not None
+        base3 = self.sweep.stage3[0]
+        lr = params.pop("lr", None)
+        cfg3 = dataclasses.replace(base3, **params)
+        if lr is not None:
+            cfg3 = dataclasses.replace(cfg3, optim=dataclasses.replace(base3.optim, lr=float(lr)))
+        n2 = stage2_node(self.stage1, dataclasses.replace(self.sweep.stage2[0], budget=budget))
+        n3 = stage3_node(n2, cfg3)
+        self.in_flight[n3.key] = (study, tag)
+        ot_trial = getattr(self.studies[study], "_ot_trials", {}).get(tag)  # Ray keeps it here
+        provenance = {
+            "optuna_study": self.names[study],
+            "optuna_trial": getattr(ot_trial, "number", None),
+        }
+        return [self.stage1, n2, n3], n3, provenance
+
+    def tell(self, key: str, result: dict[str, Any] | None, error: bool) -> None:
+        """Report a finished (or failed, or stopped-early) stage-3 execution to its study."""
+        if key not in self.in_flight:
+            return
+        study, tag = self.in_flight.pop(key)
+        self.studies[study].on_trial_complete(tag, None if error else result, error=error)
+
+
+class PerBudgetASHA(FIFOScheduler):
+    """ASHA on stage-3 trials, one instance per budget: accuracies of different budgets are not
+    comparable, so a low-budget trial is only ever stopped for losing to its own budget."""
+
+    def __init__(self, max_t: int, grace_period: int, reduction_factor: int) -> None:
+        super().__init__()
+        self.kw = {
+            "max_t": max(1, max_t),
+            "grace_period": max(1, min(grace_period, max_t)),
+            "reduction_factor": reduction_factor,
+        }
+        self.by_budget: dict[Any, AsyncHyperBandScheduler] = {}
+        self.stopped: set[str] = set()
+
+    def _route(self, trial: Any) -> AsyncHyperBandScheduler | None:
+        node = trial.config.get("node", {})
+        if node.get("stage") != 3:
+            return None
+        budget = node.get("labels", {}).get("budget")
+        if budget not in self.by_budget:
+            self.by_budget[budget] = AsyncHyperBandScheduler(
+                time_attr="epoch", metric=ASHA_METRIC, mode="max", stop_last_trials=False, **self.kw
+            )
+        return self.by_budget[budget]
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        asha = self._route(trial)
+        if asha is not None:
+            asha.on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
+        asha = self._route(trial)
+        if asha is None or trial.trial_id not in asha._trial_info:
+            return TrialScheduler.CONTINUE
+        action = asha.on_trial_result(tune_controller, trial, result)
+        if action == TrialScheduler.STOP:
+            self.stopped.add(trial.trial_id)
+        return action
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
+        asha = self._route(trial)
+        if asha is not None and trial.trial_id in asha._trial_info:
+            asha.on_trial_complete(tune_controller, trial, result)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        asha = self._route(trial)
+        if asha is not None:
+            asha._trial_info.pop(trial.trial_id, None)
+
+    def debug_string(self) -> str:
+        return f"PerBudgetASHA: {len(self.stopped)} stage-3 trials stopped early"
+
+
+def journal_hint(workdir: Path) -> str:
+    from .optuna_search import journal_path
+
+    return f"optuna-dashboard {journal_path(workdir)}"

@@ -1,0 +1,438 @@
+"""Query, rank, export and plot the Parquet records of finished sweeps (`senet results`).
+
+Everything here is a plain function of rows so that it can be tested without Ray or a
+sweep: the CLI in results_cmd.py only parses arguments and wires these together. Selection
+(best per budget, Pareto front) reads val_acc only; test_acc is reported, never used to
+choose, so that it stays an unbiased estimate.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .errors import UserError
+from .records import PARTITIONS, SCHEMA, read_records, results_dir
+
+Row = dict[str, Any]
+
+# Partition columns first: they name where a record comes from.
+ALL_COLUMNS: tuple[str, ...] = tuple(PARTITIONS.names) + tuple(SCHEMA.names)
+TABLE_COLUMNS: tuple[str, ...] = (
+    "sweep",
+    "stage",
+    "budget",
+    "relu_count",
+    "val_acc",
+    "test_acc",
+    "tau",
+    "gamma",
+    "alpha",
+    "beta",
+    "allocation",
+    "status",
+    "key",
+)
+FINISHED = ("completed", "reused")
+_TYPES: dict[str, pa.DataType] = {f.name: f.type for f in pa.unify_schemas([SCHEMA, PARTITIONS])}
+
+
+# --- loading ---------------------------------------------------------------------------
+
+
+def load(workdir: Path, sweep: str | None = None, stage: int | None = None) -> pa.Table:
+    """The records of a workdir; a missing results folder means the user pointed at the
+    wrong place (or ran nothing yet), which an empty table would hide."""
+    if not results_dir(workdir).is_dir():
+        raise UserError(
+            f"no records under {Path(workdir) / 'results'}; run `senet run SWEEP` first"
+        )
+    return read_records(workdir, sweep=sweep, stage=stage)
+
+
+def sweeps_present(workdir: Path) -> list[str]:
+    """Sweep names that have records, from the partition folders (no Parquet read)."""
+    return sorted(p.name.removeprefix("sweep=") for p in results_dir(workdir).glob("sweep=*"))
+
+
+# --- --where ---------------------------------------------------------------------------
+
+_CLAUSE = re.compile(
+    r"""\s*(?P<col>[A-Za-z_]\w*)\s*(?P<op>==|!=|<=|>=|=|<|>)\s*"""
+    r"""(?P<val>"[^"]*"|'[^']*'|[^\s"'=<>!]+)\s*"""
+)
+_AND = re.compile(r"and(?:\s+|$)", re.IGNORECASE)
+_SPLIT_AND = re.compile(r"\s+and\s+", re.IGNORECASE)
+
+
+def parse_where(text: str, columns: Sequence[str] = ALL_COLUMNS) -> pc.Expression:
+    """`budget<=50000 and status=completed` as a pyarrow expression (no eval: each clause is
+    COLUMN OP VALUE, matched by a regular expression, and the value converted to the
+    column's type, so `tau>2` compares numbers and `key=0123` compares strings)."""
+    expr: pc.Expression | None = None
+    pos = 0
+    while True:
+        m = _CLAUSE.match(text, pos)
+        if m is None:
+            _malformed(text, pos)
+        clause = _clause(m["col"], m["op"], _unquote(m["val"]), m.group(0).strip(), columns)
+        expr = clause if expr is None else expr & clause
+        pos = m.end()
+        if pos == len(text):
+            return expr
+        joined = _AND.match(text, pos)
+        if joined is None or not text[pos - 1].isspace():
+            _malformed(text, pos)
+        pos = joined.end()
+
+
+def _malformed(text: str, pos: int) -> None:
+    rest = text[pos:].strip()
+    if not rest:
+        raise UserError(f"--where {text!r} is empty or ends with 'and'")
+    bad = _SPLIT_AND.split(rest, maxsplit=1)[0].strip()
+    raise UserError(
+        f"malformed --where clause {bad!r}: expected COLUMN OP VALUE with OP one of "
+        "= == != < <= > >=, clauses joined by 'and'"
+    )
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
+
+
+def _clause(col: str, op: str, value: str, clause: str, columns: Sequence[str]) -> pc.Expression:
+    if col not in columns:
+        raise UserError(f"unknown column {col!r} in --where; valid columns: {', '.join(columns)}")
+    typed = _typed(col, value, clause)
+    field = pc.field(col)
+    if op in ("=", "=="):
+        return field == typed
+    if op == "!=":
+        return field != typed
+    if op == "<":
+        return field < typed
+    if op == "<=":
+        return field <= typed
+    if op == ">":
+        return field > typed
+    return field >= typed
+
+
+def _typed(col: str, value: str, clause: str) -> Any:
+    """The clause's value in the column's type: comparing an int64 with the string
+    "50000" would fail inside Arrow with a message about kernels, not about the user."""
+    kind = _TYPES[col]
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+        number = _number(value)
+        if number is None:
+            raise UserError(f"--where {clause!r}: {col} is numeric and {value!r} is not a number")
+        return number
+    if pa.types.is_timestamp(kind):
+        try:
+            when = dt.datetime.fromisoformat(value)
+        except ValueError:
+            raise UserError(
+                f"--where {clause!r}: {col} is a time; write it as ISO, e.g. 2025-01-31T12:00"
+            ) from None
+        return pa.scalar(when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc), kind)
+    if pa.types.is_list(kind):
+        raise UserError(f"--where {clause!r}: {col} is a list column and cannot be compared")
+    return value
+
+
+def _number(value: str) -> int | float | None:
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return None if math.isnan(number) else number
+
+
+def filter_table(table: pa.Table, where: str | None) -> pa.Table:
+    """Rows matching `--where`; a null never matches (SQL semantics)."""
+    if not where:
+        return table
+    return table.filter(parse_where(where, table.column_names))
+
+
+def finished(table: pa.Table) -> pa.Table:
+    """Records of models that exist and were scored: the only ones worth ranking."""
+    mask = pc.and_(
+        pc.is_in(table["status"], pa.array(FINISHED)),
+        pc.and_(pc.is_valid(table["val_acc"]), pc.is_valid(table["relu_count"])),
+    )
+    return table.filter(mask)
+
+
+# --- selection -------------------------------------------------------------------------
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices (ascending) of the points no other point dominates, minimising x and
+    maximising y. q dominates p if q.x <= p.x and q.y >= p.y with one strict; so exact
+    duplicates never dominate each other and are all kept. Points with a NaN are never kept.
+    O(n log n): walk x upwards and keep, at each x, the top-y points if they beat every
+    smaller x."""
+    order = sorted(
+        (i for i, (x, y) in enumerate(points) if not (math.isnan(x) or math.isnan(y))),
+        key=lambda i: points[i][0],
+    )
+    front: list[int] = []
+    best_before = -math.inf
+    start = 0
+    while start < len(order):
+        x = points[order[start]][0]
+        end = start
+        while end < len(order) and points[order[end]][0] == x:
+            end += 1
+        group = order[start:end]
+        top = max(points[i][1] for i in group)
+        if top > best_before:
+            front.extend(i for i in group if points[i][1] == top)
+            best_before = top
+        start = end
+    return sorted(front)
+
+
+def pareto_rows(rows: Sequence[Row]) -> list[Row]:
+    """Rows on the (relu_count, val_acc) front of their (dataset, model): runs on different
+    data or architectures do not compete, runs of different sweeps on the same do."""
+    kept: list[Row] = []
+    for group in _groups(rows, ("dataset", "model")).values():
+        points = [(float(r["relu_count"]), float(r["val_acc"])) for r in group]
+        kept.extend(group[i] for i in pareto_front(points))
+    return kept
+
+
+def best_per_budget(rows: Sequence[Row]) -> list[Row]:
+    """The best record by val_acc per (sweep, budget); ties go to fewer ReLUs, then to the
+    lower key so that the answer is the same on every run."""
+    best: list[Row] = []
+    for group in _groups(rows, ("sweep", "budget")).values():
+        best.append(min(group, key=lambda r: (-r["val_acc"], r["relu_count"], r["key"])))
+    return best
+
+
+def _groups(rows: Iterable[Row], by: tuple[str, ...]) -> dict[tuple, list[Row]]:
+    groups: dict[tuple, list[Row]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r.get(c) for c in by), []).append(r)
+    return groups
+
+
+def sort_rows(rows: Iterable[Row]) -> list[Row]:
+    """Stable reading order: by sweep, stage, budget, ReLU count, key (missing last)."""
+
+    def key(r: Row) -> tuple:
+        return tuple(
+            (r.get(c) is None, r.get(c) if r.get(c) is not None else 0)
+            for c in ("sweep", "stage", "budget", "relu_count", "key")
+        )
+
+    return sorted(rows, key=key)
+
+
+def parse_columns(text: str | None, default: Sequence[str]) -> list[str]:
+    """`--columns a,b,c`, checked against the known columns."""
+    if text is None:
+        return list(default)
+    cols = [c.strip() for c in text.split(",") if c.strip()]
+    if not cols:
+        raise UserError("--columns is empty; give names separated by commas, e.g. budget,val_acc")
+    unknown = [c for c in cols if c not in ALL_COLUMNS]
+    if unknown:
+        raise UserError(
+            f"unknown column {unknown[0]!r} in --columns; valid columns: {', '.join(ALL_COLUMNS)}"
+        )
+    return cols
+
+
+# --- output ----------------------------------------------------------------------------
+
+
+def _plain(v: Any) -> Any:
+    """A JSON-ready value: ISO timestamps, no NaN (invalid JSON)."""
+    if isinstance(v, dt.datetime):
+        return v.isoformat()
+    if isinstance(v, float) and math.isnan(v):
+        return None
+    return v
+
+
+def _cell(col: str, v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.4f}" if col.endswith("_acc") else f"{v:g}"
+    if isinstance(v, dt.datetime):
+        return v.isoformat(timespec="seconds")
+    if isinstance(v, list):
+        return ",".join(map(str, v))
+    return str(v)
+
+
+def format_table(rows: Sequence[Row], columns: Sequence[str]) -> str:
+    """Aligned text: numbers right, text left, '-' for missing."""
+    cells = [[_cell(c, r.get(c)) for c in columns] for r in rows]
+    numeric = [pa.types.is_integer(_TYPES[c]) or pa.types.is_floating(_TYPES[c]) for c in columns]
+    widths = [max([len(c)] + [len(line[j]) for line in cells]) for j, c in enumerate(columns)]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)]
+        return "  ".join(parts).rstrip()
+
+    return "\n".join([line(columns)] + [line(c) for c in cells])
+
+
+def format_csv(rows: Sequence[Row], columns: Sequence[str]) -> str:
+    """Header + rows; lists as JSON arrays, timestamps ISO, missing values empty."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for r in rows:
+        out = []
+        for c in columns:
+            v = _plain(r.get(c))
+            out.append("" if v is None else json.dumps(v) if isinstance(v, list) else v)
+        writer.writerow(out)
+    return buf.getvalue()
+
+
+def format_json(rows: Sequence[Row], columns: Sequence[str]) -> str:
+    """A list of objects, one per record."""
+    return json.dumps([{c: _plain(r.get(c)) for c in columns} for r in rows], indent=2)
+
+
+def render(rows: Sequence[Row], columns: Sequence[str], fmt: str) -> str:
+    """The text `senet results` prints for one of table | csv | json."""
+    if fmt == "table":
+        return f"{format_table(rows, columns)}\n\n{len(rows)} record{'s' * (len(rows) != 1)}\n"
+    if fmt == "csv":
+        return format_csv(rows, columns)
+    return format_json(rows, columns) + "\n"
+
+
+# --- plot ------------------------------------------------------------------------------
+
+
+def series(rows: Sequence[Row]) -> dict[str, list[Row]]:
+    """One series per sweep; per allocation strategy when a single sweep compares several,
+    since that is then the axis the user swept."""
+    sweeps = {r["sweep"] for r in rows}
+    allocations = {r.get("allocation") for r in rows}
+    by = "allocation" if len(sweeps) == 1 and len(allocations) > 1 else "sweep"
+    out: dict[str, list[Row]] = {}
+    for r in sorted(rows, key=lambda r: str(r.get(by))):
+        out.setdefault(str(r.get(by)), []).append(r)
+    return out
+
+
+def _relu_label(x: float, _pos: object = None) -> str:
+    if x >= 1e6:
+        return f"{x / 1e6:g}M"
+    if x >= 1e3:
+        return f"{x / 1e3:g}K"
+    return f"{x:g}"
+
+
+def plot(
+    rows: Sequence[Row],
+    path: Path,
+    reference: dict[str, list[tuple[int, float]]] | None = None,
+    reference_name: str | None = None,
+) -> Path:
+    """Validation accuracy (%) against ReLU count (log x), one colour per series with its
+    Pareto front as a step line (the best accuracy reachable with at most that many ReLUs),
+    and optional published points. Uses the Agg canvas directly: no pyplot global state,
+    no display needed."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    path = Path(path)
+    kinds = FigureCanvasAgg.get_supported_filetypes()
+    if path.suffix.lstrip(".").lower() not in kinds:
+        raise UserError(f"--plot {path}: name the file .png (or one of: {', '.join(kinds)})")
+    rows = [r for r in rows if r.get("relu_count") and r.get("val_acc") is not None]
+    if not rows:
+        raise UserError("nothing to plot: no finished records with a ReLU count and val_acc")
+    fig = Figure(figsize=(8, 5.5), dpi=120, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for i, (label, group) in enumerate(series(rows).items()):
+        color = f"C{i % 10}"
+        xs = [float(r["relu_count"]) for r in group]
+        ys = [100.0 * float(r["val_acc"]) for r in group]
+        ax.scatter(xs, ys, s=22, color=color, alpha=0.45, label=f"{label} ({len(group)})")
+        front = sorted(pareto_front(list(zip(xs, ys))), key=lambda j: xs[j])
+        fx, fy = [xs[j] for j in front], [ys[j] for j in front]
+        ax.step(fx, fy, where="post", color=color, linewidth=1.8)
+        ax.scatter(fx, fy, s=40, color=color, edgecolors="black", linewidths=0.6, zorder=3)
+    for method, points, marker in _reference_styles(reference or {}):
+        ax.plot(
+            [p[0] for p in points],
+            [p[1] for p in points],
+            linestyle=":",
+            color="0.25",
+            marker=marker,
+            markersize=10,
+            markerfacecolor="white" if marker != "*" else "gold",
+            markeredgecolor="black",
+            label=f"{method} published (test acc)",
+            zorder=4,
+        )
+    ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(_relu_label))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.grid(True, which="major", alpha=0.35)
+    ax.grid(True, which="minor", alpha=0.12)
+    ax.set_xlabel("ReLU count per image (log scale)")
+    ax.set_ylabel("validation accuracy (%)")
+    ax.set_title(_title(rows, reference_name))
+    handles, labels = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="0.3", linewidth=1.8, drawstyle="steps-post"))
+    labels.append("Pareto front (per series)")
+    ax.legend(handles, labels, loc="lower right", fontsize="small", framealpha=0.9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    return path
+
+
+def _reference_styles(
+    reference: dict[str, list[tuple[int, float]]],
+) -> list[tuple[str, list[tuple[int, float]], str]]:
+    markers = {"SENet": "*", "SNL": "D"}
+    spare = iter("sP^vX")
+    return [(m, pts, markers.get(m) or next(spare)) for m, pts in reference.items()]
+
+
+def _title(rows: Sequence[Row], reference_name: str | None) -> str:
+    stages = sorted({r.get("stage") for r in rows if r.get("stage") is not None})
+    where = sorted({f"{r.get('dataset')} {r.get('model')}" for r in rows})
+    title = "Accuracy vs ReLU count"
+    if len(stages) == 1:
+        title += f", stage {stages[0]}"
+    if len(where) == 1:
+        title += f": {where[0]}"
+    if reference_name:
+        title += f"\nreference: {reference_name}"
+    return title
