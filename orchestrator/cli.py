@@ -77,11 +77,17 @@ def _add_sweep_commands(sub: argparse._SubParsersAction) -> None:
     add_run(sub)
 
 
+def _add_results(sub: argparse._SubParsersAction) -> None:
+    from .results_cmd import add_results
+
+    add_results(sub)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_sweep_commands,
     _add_relu_count,
     _add_pipeline,
-    lambda sub: __import__("orchestrator.results_cmd", fromlist=["_"]).add_results(sub),
+    _add_results,
 ]
 
 

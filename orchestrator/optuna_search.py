@@ -223,3 +223,12 @@ def fail_stale_running(st: Any, name: str) -> int:
     for t in stale:
         st.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
     return len(stale)
+
+
+def study_length(st: Any, name: str) -> int:
+    """How many trials a study holds, in any state (0 if it does not exist yet)."""
+    import optuna
+
+    if name not in {s.study_name for s in st.get_all_studies()}:
+        return 0
+    return len(optuna.load_study(study_name=name, storage=st).get_trials(deepcopy=False))

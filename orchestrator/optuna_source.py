@@ -20,20 +20,24 @@ from .optuna_search import (
     fail_stale_running,
     finished_counts,
     storage,
+    study_length,
     study_names,
 )
 from .plan import Node, stage1_node, stage2_node, stage3_node
 from .sweep import Sweep
 
 
-def _sampler(settings: OptunaSettings) -> Any:
+def _sampler(settings: OptunaSettings, history: int) -> Any:
+    """The named sampler, seeded by the sweep's seed and the study's length: a continued study
+    must not replay the random draws of its first run (they would repeat trial 0's setting)."""
     import optuna
 
+    seed = settings.seed + 7919 * history
     if settings.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=settings.seed)
+        return optuna.samplers.NSGAIISampler(seed=seed)
     if settings.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=settings.seed)
-    return optuna.samplers.TPESampler(seed=settings.seed)
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
 
 
 class OptunaSource:
@@ -57,7 +61,7 @@ class OptunaSource:
                 space=space,
                 metric=["val_acc", "relu_count"] if pareto else "val_acc",
                 mode=["max", "min"] if pareto else "max",
-                sampler=_sampler(settings),
+                sampler=_sampler(settings, study_length(st, name)),
                 study_name=name,
                 storage=st,
             )

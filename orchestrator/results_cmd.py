@@ -75,7 +75,7 @@ def add_results(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_results(args: argparse.Namespace) -> int:
-    from . import results
+    from . import plot, results
     from .reference import REFERENCES
 
     reference = _reference(args.reference, args.plot, REFERENCES)
@@ -100,7 +100,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     if args.plot is not None:
         if not rows:
             raise UserError(f"nothing to plot: {_nothing(args, stage, ranking)}")
-        path = results.plot(rows, args.plot, reference, args.reference)
+        path = plot.plot(rows, args.plot, reference, args.reference)
         print(f"wrote {path}")
         return 0
     if not rows:

@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from .errors import UserError
 
@@ -57,11 +58,35 @@ def _load(args: argparse.Namespace):  # noqa: ANN202 - Sweep, imported lazily
         raise UserError(str(e)) from None
 
 
-def cmd_validate(args: argparse.Namespace) -> int:
+def plan_summary(sweep: Any) -> dict[str, dict[str, int]]:
+    """Stage runs planned and done. In the Optuna modes stage 3 is the studies' trial quota
+    (and, with a sampled budget, stage 2 is bounded by the distinct budgets it can draw)."""
     from .plan import build_plan
 
+    optuna = sweep.search.optuna
+    summary = build_plan(sweep, [] if optuna else None).summary()
+    if optuna is None:
+        return summary
+    from .optuna_search import finished_counts, study_names
+    from .records import read_records
+
+    names = list(study_names(sweep.name, optuna, sweep.budgets).values())
+    finished = finished_counts(sweep.workdir, names)
+    summary["stage3"] = {
+        "total": optuna.trials * len(names),
+        "done": sum(min(optuna.trials, n) for n in finished.values()),
+    }
+    if optuna.mode == "optuna-pareto":
+        budget = next(d for d in optuna.space if d.name == "budget")
+        bound = min(optuna.trials, len(budget.choices)) if budget.choices else optuna.trials
+        done = read_records(sweep.workdir, sweep=sweep.name, stage=2).num_rows
+        summary["stage2"] = {"total": max(bound, done), "done": done}
+    return summary
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
     sweep = _load(args)
-    summary = build_plan(sweep).summary()
+    summary = plan_summary(sweep)
     if args.json:
         print(json.dumps(summary))
         return 0
