@@ -18,6 +18,27 @@ from torch import nn
 GRANULARITIES = ("pixel", "channel")
 
 
+class _FloorMax(torch.autograd.Function):
+    """y = max(x, floor), floor 0 where a ReLU is kept and -inf where the position is linear.
+
+    Equal to m * relu(x) + (1 - m) * x, in one elementwise kernel forward and a compare and a
+    select backward; autograd through x + m * relu(-x) took four and three, and made a partial
+    ReLU cost about 5x an F.relu. The gradient is ReLU's where kept (0 at x = 0, as F.relu)
+    and 1 where linear. Saves only the output, which the next conv keeps anyway.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, floor: torch.Tensor) -> torch.Tensor:
+        y = torch.maximum(x, floor)
+        ctx.save_for_backward(y, floor)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        y, floor = ctx.saved_tensors
+        return torch.where(y > floor, grad, 0.0), None
+
+
 class PartialReLU(nn.Module):
     """ReLU with a (C, H, W) keep-mask buffer.
 
@@ -36,6 +57,7 @@ class PartialReLU(nn.Module):
         self.scores: nn.Parameter | None = None
         self._k = 0
         self._granularity = "pixel"
+        self._floor: torch.Tensor | None = None  # the mask as _FloorMax's floor, in x's dtype
 
     def set_mask(self, mask: torch.Tensor) -> None:
         """Install a (C, H, W) 0/1 mask; decides the forward fast path once, not per call."""
@@ -45,6 +67,7 @@ class PartialReLU(nn.Module):
         self._refresh_mode()
 
     def _refresh_mode(self) -> None:
+        self._floor = None
         if getattr(self, "scores", None) is not None:
             self._mode = "scores"
         elif self.mask.numel() == 0 or bool(self.mask.bool().all()):
@@ -91,8 +114,18 @@ class PartialReLU(nn.Module):
             hard = topk_mask(self.scores.detach(), self._k, self._granularity)
             m = hard + self.scores - self.scores.detach()  # value: hard mask; gradient: scores
             return x + m.to(x.dtype) * F.relu(-x)
-        # m*relu(x) + (1-m)*x == x + m*relu(-x): two elementwise ops, and the mask broadcasts.
-        return x + self.mask.to(x.dtype) * F.relu(-x)
+        return _FloorMax.apply(x, self._floor_like(x))
+
+    def _floor_like(self, x: torch.Tensor) -> torch.Tensor:
+        """The (C, H, W) floor in x's dtype and device, built once per mask (not per call:
+        under bf16 autocast a per-call cast would be one more kernel per layer)."""
+        f = self._floor
+        if f is None or f.dtype != x.dtype or f.device != x.device:
+            keep = self.mask.to(x.device) != 0
+            f = torch.zeros(keep.shape, dtype=x.dtype, device=x.device)
+            f.masked_fill_(~keep, float("-inf"))
+            self._floor = f
+        return f
 
 
 @dataclass(frozen=True)

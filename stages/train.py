@@ -53,7 +53,6 @@ def make_optimizer(
         lr=cfg.lr,
         momentum=cfg.momentum,
         weight_decay=cfg.weight_decay,
-        nesterov=cfg.momentum > 0,
     )
     steps = sorted({max(1, round(f * cfg.epochs)) for f in cfg.milestones})
     return opt, torch.optim.lr_scheduler.MultiStepLR(opt, steps, gamma=0.1)

@@ -117,14 +117,28 @@ def _write_cifar10(root: Path, per_batch: int = 4) -> tuple[np.ndarray, np.ndarr
         data = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
         y = rng.integers(0, 10, per_batch).tolist()
         names = [f"img_{i}.png".encode() for i in range(per_batch)]
-        _dump(folder / name, {b"batch_label": name.encode(), b"labels": y, b"data": data,
-                              b"filenames": names})
+        _dump(
+            folder / name,
+            {b"batch_label": name.encode(), b"labels": y, b"data": data, b"filenames": names},
+        )
         rows.append(data)
         labels += y
-    label_names = [b"airplane", b"automobile", b"bird", b"cat", b"deer", b"dog", b"frog",
-                   b"horse", b"ship", b"truck"]
-    _dump(folder / "batches.meta", {b"num_cases_per_batch": per_batch, b"num_vis": 3072,
-                                    b"label_names": label_names})
+    label_names = [
+        b"airplane",
+        b"automobile",
+        b"bird",
+        b"cat",
+        b"deer",
+        b"dog",
+        b"frog",
+        b"horse",
+        b"ship",
+        b"truck",
+    ]
+    _dump(
+        folder / "batches.meta",
+        {b"num_cases_per_batch": per_batch, b"num_vis": 3072, b"label_names": label_names},
+    )
     return np.concatenate(rows), np.array(labels)
 
 
@@ -154,9 +168,16 @@ def test_cifar100_reads_fine_labels(tmp_path: Path) -> None:
     for name, n in (("train", 10), ("test", 6)):
         data = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
         fine = rng.integers(20, 100, n).tolist()  # coarse labels are all < 20: never confused
-        _dump(folder / name, {b"filenames": [b"x.png"] * n, b"batch_label": name.encode(),
-                              b"fine_labels": fine, b"coarse_labels": [f // 5 for f in fine],
-                              b"data": data})
+        _dump(
+            folder / name,
+            {
+                b"filenames": [b"x.png"] * n,
+                b"batch_label": name.encode(),
+                b"fine_labels": fine,
+                b"coarse_labels": [f // 5 for f in fine],
+                b"data": data,
+            },
+        )
         parts[name] = (data, fine)
     _dump(folder / "meta", {b"fine_label_names": [b"f"] * 100, b"coarse_label_names": [b"c"] * 20})
     b = load_data("cifar100", root=str(tmp_path), val_fraction=0.0)

@@ -44,9 +44,8 @@ def test_distill_loss_weights_its_terms() -> None:
     zs, zt = torch.randn(3, 5), torch.randn(3, 5)
     y = torch.tensor([0, 1, 2])
     fs, ft = [torch.randn(3, 2, 2, 2)], [torch.randn(3, 2, 2, 2)]
-    expected = (
-        0.1 * F.cross_entropy(zs, y) + 0.9 * kd_loss(zs, zt, 4.0) + 1000 * at_loss(fs, ft)
+    expected = 0.1 * F.cross_entropy(zs, y) + 0.9 * kd_loss(zs, zt, 4.0) + 1000 * at_loss(fs, ft)
+    got = distill_loss(
+        zs, zt, y, tau=4.0, gamma=0.1, alpha=0.9, beta=1000, student_feats=fs, teacher_feats=ft
     )
-    got = distill_loss(zs, zt, y, tau=4.0, gamma=0.1, alpha=0.9, beta=1000, student_feats=fs,
-                       teacher_feats=ft)
     assert torch.allclose(got, expected)
