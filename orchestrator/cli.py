@@ -77,6 +77,12 @@ def _add_sweep_commands(sub: argparse._SubParsersAction) -> None:
     add_run(sub)
 
 
+def _add_slurm(sub: argparse._SubParsersAction) -> None:
+    from .slurm_cmds import add_slurm_commands
+
+    add_slurm_commands(sub)
+
+
 def _add_results(sub: argparse._SubParsersAction) -> None:
     from .results_cmd import add_results
 
@@ -88,6 +94,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_relu_count,
     _add_pipeline,
     _add_results,
+    _add_slurm,
 ]
 
 

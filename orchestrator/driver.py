@@ -76,7 +76,19 @@ def connect(address: str | None, num_cpus: int | None = None) -> bool:
     common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
     common["logging_level"] = "ERROR"
     if address and address != "local":
-        ray.init(address=address, **{k: v for k, v in common.items() if k != "include_dashboard"})
+        try:
+            ray.init(
+                address=address, **{k: v for k, v in common.items() if k != "include_dashboard"}
+            )
+        except (ConnectionError, RuntimeError) as e:
+            hint = (
+                ""
+                if os.environ.get("RAY_AUTH_MODE")
+                else " (a cluster with token auth needs RAY_AUTH_MODE=token and its token)"
+            )
+            raise ConnectError(
+                f"cannot join Ray at {address} (from {source}): {str(e).splitlines()[0]}{hint}"
+            ) from None
         return False
     ray.init(address="local", num_cpus=num_cpus or os.cpu_count() or 1, **common)
     return True

@@ -49,13 +49,18 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_run)
 
 
-def _load(args: argparse.Namespace):  # noqa: ANN202 - Sweep, imported lazily
+def load_or_fail(path: Path, workdir: Path | None) -> Any:
+    """The validated sweep, or a UserError (one line) before anything starts."""
     from .sweep import SweepError, load_sweep
 
     try:
-        return load_sweep(args.sweep, args.workdir)
+        return load_sweep(path, workdir)
     except SweepError as e:
         raise UserError(str(e)) from None
+
+
+def _load(args: argparse.Namespace) -> Any:
+    return load_or_fail(args.sweep, args.workdir)
 
 
 def plan_summary(sweep: Any) -> dict[str, dict[str, int]]:
