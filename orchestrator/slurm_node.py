@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,7 +66,7 @@ def ray_env(folder: Path) -> dict[str, str]:
 
 
 def _ray_start(
-    extra: list[str], res: dict[str, int], temp_dir: Path, env: dict[str, str]
+    extra: list[str], res: dict[str, int], log_path: Path, env: dict[str, str]
 ) -> subprocess.Popen:
     ray = str(Path(sys.executable).with_name("ray"))
     cmd = [
@@ -81,7 +82,7 @@ def _ray_start(
             f"--memory={int(res['memory'] * 0.7)}",
             f"--object-store-memory={int(res['memory'] * 0.2)}",
         ]
-    log = open(temp_dir.parent / f"{temp_dir.name}.log", "ab")  # noqa: SIM115 - lives with the process
+    log = open(log_path, "ab")  # noqa: SIM115 - lives as long as the process
     return subprocess.Popen(
         cmd + extra, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=_ignore_usr2
     )
@@ -135,7 +136,11 @@ class NodeRunner:
         folder = run_dir(self.job_dir)
         folder.mkdir(parents=True, exist_ok=True)
         env = ray_env(folder)
-        temp_dir = Path("/tmp") / f"senet-{os.environ.get('SLURM_JOB_ID', os.getpid())}-{rank}"
+        # Short (Unix socket paths), node-local, and new for every start of a requeued job: a
+        # stale ray_current_cluster file would hand the driver the old head's address.
+        job = os.environ.get("SLURM_JOB_ID", str(os.getpid()))
+        temp_dir = Path("/tmp") / f"senet-{job}-{os.environ.get('SLURM_RESTART_COUNT', '0')}-{rank}"
+        shutil.rmtree(temp_dir, ignore_errors=True)
         res = slurm_resources()
         print(
             f"senet slurm task {rank}: {res['cpus']} CPUs, {res['gpus']} GPUs, run folder {folder}",
@@ -148,6 +153,7 @@ class NodeRunner:
         finally:
             _stop(self.driver, signal.SIGINT)
             _stop(self.head)
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
     def _run_head(
         self, folder: Path, env: dict[str, str], temp_dir: Path, res: dict[str, int]
@@ -158,7 +164,7 @@ class NodeRunner:
         self.head = _ray_start(
             ["--head", "--port=0", "--include-dashboard=false", f"--temp-dir={temp_dir}"],
             res,
-            temp_dir,
+            folder / "ray-0.log",
             env,
         )
         address = _wait_for(temp_dir / "ray_current_cluster", self.head, 120, "Ray head")
@@ -196,7 +202,8 @@ class NodeRunner:
         self, folder: Path, env: dict[str, str], temp_dir: Path, res: dict[str, int]
     ) -> int:
         address = _wait_for(folder / ADDRESS_FILE, None, 600, "Ray head address")
-        self.head = _ray_start([f"--address={address}"], res, temp_dir, env)
+        rank = os.environ.get("SLURM_PROCID", "0")
+        self.head = _ray_start([f"--address={address}"], res, folder / f"ray-{rank}.log", env)
         while not (folder / FINISHED_FILE).exists() and self.head.poll() is None:
             time.sleep(0.5)
         _stop(self.head, wait=10)
