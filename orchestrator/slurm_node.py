@@ -20,6 +20,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -46,6 +47,13 @@ def slurm_resources() -> dict[str, int]:
     if not mem_mb and env.get("SLURM_MEM_PER_CPU"):
         mem_mb = int(env["SLURM_MEM_PER_CPU"]) * cpus
     return {"cpus": cpus, "gpus": gpus, "memory": mem_mb * 1024 * 1024}
+
+
+def free_port() -> int:
+    """A port free right now on this node (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
 
 
 def run_dir(job_dir: Path) -> Path:
@@ -88,11 +96,15 @@ def _ray_start(
     )
 
 
-def _wait_for(path: Path, proc: subprocess.Popen | None, timeout: float, what: str) -> str:
+def _wait_for(
+    path: Path, proc: subprocess.Popen | None, timeout: float, what: str, abort: Path | None = None
+) -> str:
     deadline = time.monotonic() + timeout
     while not path.exists() or not path.read_text().strip():
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"{what}: process exited with {proc.returncode} first")
+        if abort is not None and abort.exists():
+            raise RuntimeError(f"{what}: task 0 ended first ({abort.read_text().strip()})")
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: {path} did not appear within {timeout:.0f} s")
         time.sleep(0.2)
@@ -150,6 +162,10 @@ class NodeRunner:
             if rank == 0:
                 return self._run_head(folder, env, temp_dir, res)
             return self._run_worker(folder, env, temp_dir, res)
+        except BaseException:
+            if rank == 0:  # tell the workers, or they wait for a head that never comes
+                (folder / FINISHED_FILE).write_text("head failed")
+            raise
         finally:
             _stop(self.driver, signal.SIGINT)
             _stop(self.head)
@@ -161,8 +177,12 @@ class NodeRunner:
         token = folder / "auth_token"
         token.write_text(secrets.token_hex(32))
         token.chmod(0o600)
+        head = ["--head", "--port=0", "--include-dashboard=false", f"--temp-dir={temp_dir}"]
+        # Ray's other listening ports default to fixed numbers that clash between two jobs
+        # on one node: take free ones.
+        head += [f"--dashboard-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}"]
         self.head = _ray_start(
-            ["--head", "--port=0", "--include-dashboard=false", f"--temp-dir={temp_dir}"],
+            head,
             res,
             folder / "ray-0.log",
             env,
@@ -201,9 +221,12 @@ class NodeRunner:
     def _run_worker(
         self, folder: Path, env: dict[str, str], temp_dir: Path, res: dict[str, int]
     ) -> int:
-        address = _wait_for(folder / ADDRESS_FILE, None, 600, "Ray head address")
+        address = _wait_for(
+            folder / ADDRESS_FILE, None, 600, "Ray head address", folder / FINISHED_FILE
+        )
         rank = os.environ.get("SLURM_PROCID", "0")
-        self.head = _ray_start([f"--address={address}"], res, folder / f"ray-{rank}.log", env)
+        worker = [f"--address={address}", f"--dashboard-agent-listen-port={free_port()}"]
+        self.head = _ray_start(worker, res, folder / f"ray-{rank}.log", env)
         while not (folder / FINISHED_FILE).exists() and self.head.poll() is None:
             time.sleep(0.5)
         _stop(self.head, wait=10)

@@ -8,12 +8,16 @@ submission is remembered in <workdir>/slurm/current.json for `status` and `cance
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+import os
 import shutil
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,7 +155,8 @@ def submit(sweep: Any, request: SlurmRequest, device: str = "auto") -> tuple[Any
     assert sweep.path is not None
     job_fn = SweepJob(Path(sweep.path).resolve(), sweep.workdir, folder, device)
     try:
-        job = ex.submit(job_fn)
+        with _stderr_captured():  # sbatch's own complaint comes back in the exception
+            job = ex.submit(job_fn)
     except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError) as e:
         reason = " ".join(str(e).split())
         raise UserError(f"Slurm refused the job: {reason[-400:]}") from None
@@ -164,6 +169,21 @@ def submit(sweep: Any, request: SlurmRequest, device: str = "auto") -> tuple[Any
     }
     atomic_write_bytes(_state_file(sweep.workdir), json.dumps(state, indent=2).encode())
     return job, folder
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[None]:
+    """Keep sbatch's stderr (which submitit lets through) off the terminal: the refusal is
+    reported once, as our one-line error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def follow(job: Any, printer: Callable[[str], None], poll: float = 1.0) -> int:
