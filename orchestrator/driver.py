@@ -160,6 +160,7 @@ def run_sweep(
         return summary
 
     started_local = connect(address, None)
+    searcher: Any = None
     import ray
 
     try:
@@ -231,7 +232,7 @@ def run_sweep(
         summary.skipped = sorted(searcher.skipped)
         progress.status()
     finally:
-        _reconcile_records(plan, searcher.nodes.values() if "searcher" in locals() else ())
+        _reconcile_records(plan, searcher.nodes.values() if searcher is not None else ())
         if started_local:
             ray.shutdown()
     summary.wall_s = time.monotonic() - t0
