@@ -22,11 +22,21 @@ class Progress:
         self.start = time.monotonic()
         self.last = 0.0
         self.best: dict[int, float] = {}
+        self._varying: set[tuple[int, str]] = set()
+        self._varying_for = -1
 
     def _labels(self, node: Any) -> str:
-        """Only the labels that tell this stage's executions apart (budget, tau, …)."""
-        same = [n for n in self.searcher.nodes.values() if n.stage == node.stage]
-        varying = [k for k in node.labels if len({repr(n.labels.get(k)) for n in same}) > 1]
+        """Only the labels that tell this stage's executions apart (budget, tau, …). Which
+        ones vary is recomputed only when nodes are added, not on every event: a sweep of
+        thousands of executions would otherwise rescan them all per finished trial."""
+        if self._varying_for != len(self.searcher.nodes):
+            values: dict[tuple[int, str], set[str]] = {}
+            for n in self.searcher.nodes.values():
+                for k, v in n.labels.items():
+                    values.setdefault((n.stage, k), set()).add(repr(v))
+            self._varying = {sk for sk, vs in values.items() if len(vs) > 1}
+            self._varying_for = len(self.searcher.nodes)
+        varying = [k for k in node.labels if (node.stage, k) in self._varying]
         return " ".join(f"{k}={_short(node.labels[k])}" for k in varying) or f"key={node.key}"
 
     def event(self, kind: str, node: Any, result: dict[str, Any] | None) -> None:

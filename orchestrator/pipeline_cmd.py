@@ -11,6 +11,8 @@ from typing import Any
 
 from stages.allocation import ALLOCATIONS, BudgetError
 from stages.config import DataConfig, OptimConfig, Stage1Config, Stage2Config, Stage3Config
+from stages.partial_relu import GRANULARITIES
+from stages.stage2 import METHODS
 
 from .budget import resolve_budget
 
@@ -37,8 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--density", type=float, default=d1.density, help="pruning density (0.05)")
     p.add_argument("--no-stem", action="store_true", help="stem ReLU kept and not counted (SNL)")
     p.add_argument("--allocation", default=d2.allocation, choices=ALLOCATIONS)
-    p.add_argument("--granularity", default=d2.granularity, choices=("pixel", "channel"))
-    p.add_argument("--method", default=d2.method, choices=("activation", "scores"))
+    p.add_argument("--granularity", default=d2.granularity, choices=GRANULARITIES)
+    p.add_argument("--method", default=d2.method, choices=METHODS)
     p.add_argument("--tau", type=float, default=d3.tau, help="distillation temperature (4)")
     p.add_argument("--gamma", type=float, default=d3.gamma, help="stage-3 CE weight (0.1)")
     p.add_argument("--alpha", type=float, default=d3.alpha, help="stage-3 KL weight (0.9)")

@@ -76,12 +76,24 @@ def _ts(seconds: float | None) -> dt.datetime | None:
     return None if seconds is None else dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
 
 
+def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The record columns a stage config sets (distillation and optimiser)."""
+    optim = cfg.get("optim", {})
+    return {
+        "tau": cfg.get("tau"),
+        "gamma": cfg.get("gamma"),
+        "alpha": cfg.get("alpha"),
+        "beta": cfg.get("beta"),
+        "lr": optim.get("lr"),
+        "epochs": optim.get("epochs"),
+    }
+
+
 def row_from_meta(meta: dict[str, Any], sweep: str, artifact: Path | str) -> dict[str, Any]:
     """A record from a committed stage's metadata. `completed` when this sweep ran it,
     `reused` when the store already had it from another sweep."""
     cfg = meta.get("config", {})
     prov = meta.get("provenance", {})
-    optim = cfg.get("optim", {})
     return {
         "schema_version": SCHEMA_VERSION,
         "run_id": prov.get("run_id"),
@@ -96,12 +108,7 @@ def row_from_meta(meta: dict[str, Any], sweep: str, artifact: Path | str) -> dic
         "relu_per_layer": meta.get("relu_per_layer"),
         "granularity": meta.get("granularity", cfg.get("granularity")),
         "allocation": meta.get("allocation", cfg.get("allocation")),
-        "tau": cfg.get("tau"),
-        "gamma": cfg.get("gamma"),
-        "alpha": cfg.get("alpha"),
-        "beta": cfg.get("beta"),
-        "lr": optim.get("lr"),
-        "epochs": optim.get("epochs"),
+        **_settings(cfg),
         "val_acc": meta.get("val_acc"),
         "test_acc": meta.get("test_acc"),
         "status": "completed" if prov.get("sweep") == sweep else "reused",
@@ -211,11 +218,7 @@ def row_without_artifact(
         "budget": labels.get("budget"),
         "granularity": labels.get("granularity"),
         "allocation": labels.get("allocation"),
-        "tau": cfg.get("tau"),
-        "gamma": cfg.get("gamma"),
-        "alpha": cfg.get("alpha"),
-        "beta": cfg.get("beta"),
-        "lr": optim.get("lr"),
+        **_settings(cfg),
         "epochs": last.get("epoch", optim.get("epochs")),
         "val_acc": last.get("val_acc"),
         "status": status,

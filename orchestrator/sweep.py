@@ -21,6 +21,7 @@ from stages.config import DataConfig, OptimConfig, Stage1Config, Stage2Config, S
 from stages.data import DATASETS
 from stages.models import MODELS
 from stages.partial_relu import GRANULARITIES
+from stages.stage2 import INITS, METHODS
 
 from .budget import resolve_budget
 
@@ -152,11 +153,11 @@ def _check_stage_values(section: str, cfgs: list[Any]) -> None:
                 f"[stage2] granularity: unknown {c.granularity!r}; choose one of: {', '.join(GRANULARITIES)}",
             )
             _check(
-                c.method in ("activation", "scores"),
+                c.method in METHODS,
                 f"[stage2] method: unknown {c.method!r}; choose activation or scores",
             )
             _check(
-                c.init in ("random", "teacher"),
+                c.init in INITS,
                 f"[stage2] init: unknown {c.init!r}; choose random or teacher",
             )
             _check(
