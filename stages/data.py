@@ -20,12 +20,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-DATASETS = ("digits", "synthetic", "cifar10", "cifar100", "tinyimagenet")
+from .idx import IDX_DATASETS, IDX_FILES, find_idx_files, read_idx_pair
+
+DATASETS = ("digits", "synthetic", "fashion-mnist", "mnist", "cifar10", "cifar100", "tinyimagenet")
 # (channels, side) of each dataset's images: what ReLU counts and budgets are computed from
 # before any file is read. `load_data` checks the files agree.
 INPUT_SHAPES: dict[str, tuple[int, int]] = {
     "digits": (1, 8),
     "synthetic": (3, 16),
+    # Native 28x28, not padded to 32: padding would add ReLU positions that only ever see the
+    # constant border; they would count against the budget (and cost garbled circuits) while
+    # carrying nothing. ReLU counts follow the traced shapes.
+    "fashion-mnist": (1, 28),
+    "mnist": (1, 28),
     "cifar10": (3, 32),
     "cifar100": (3, 32),
     "tinyimagenet": (3, 64),
@@ -133,6 +140,26 @@ _CIFAR = {
 }
 
 
+def default_root(name: str) -> str | None:
+    """The folder `load_data(name)` reads when given no root, if it exists on this machine."""
+    spec = IDX_DATASETS.get(name)
+    return str(spec.default) if spec is not None and spec.default.is_dir() else None
+
+
+def needs_root(name: str) -> bool:
+    """Whether `load_data(name)` needs a root from its caller: neither bundled (digits,
+    synthetic) nor in a default folder here. The sweep validator asks this at parse time."""
+    return name not in ("digits", "synthetic") and default_root(name) is None
+
+
+def root_hint(name: str) -> str:
+    """What to do when `name` has no folder, for one-line messages (here and in sweeps)."""
+    spec = IDX_DATASETS.get(name)
+    if spec is None:
+        return f"pass data_root=<folder with the {name} files> (this machine never downloads)"
+    return f"{spec.default} does not exist; {spec.get}"
+
+
 def load_data(
     name: str,
     root: str | None = None,
@@ -143,7 +170,8 @@ def load_data(
     """Load `name` with val carved from the official train set by a `seed`-ed permutation.
 
     `limit` caps train, val and test at that many images each (quick tests and demos); the
-    test subset is fixed (not seeded) so runs with different seeds share it.
+    test subset is fixed (not seeded) so runs with different seeds share it. With no `root`,
+    MNIST and Fashion-MNIST are read from their `default_root`.
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
@@ -156,13 +184,14 @@ def load_data(
     elif name == "synthetic":
         raw = _synthetic()
     else:
+        root = root if root is not None else default_root(name)
         if root is None:
-            raise DataNotFoundError(
-                f"{name}: no data folder given; pass root=<folder with the {name} files> "
-                "(this machine never downloads)"
-            )
+            raise DataNotFoundError(f"{name}: no data folder given; {root_hint(name)}")
         folder = Path(root).expanduser()
-        raw = _cifar(name, folder) if name in _CIFAR else _tinyimagenet(folder)
+        if name in IDX_DATASETS:
+            raw = _idx_dataset(name, folder)
+        else:
+            raw = _cifar(name, folder) if name in _CIFAR else _tinyimagenet(folder)
 
     n = len(raw.full.y)
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
@@ -274,6 +303,20 @@ def _read_cifar_batch(path: Path, label_key: str) -> tuple[torch.Tensor, torch.T
     if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
         raise ValueError(f"{path}: data is {data.shape}, expected (N, 3072) with N labels")
     return torch.from_numpy(data).view(-1, 3, 32, 32).clone(), torch.from_numpy(labels)
+
+
+def _idx_dataset(name: str, folder: Path) -> _Raw:
+    """The four official IDX files; their official test set is our test split."""
+    spec = IDX_DATASETS[name]
+    found, missing = find_idx_files(folder)
+    if missing:
+        raise DataNotFoundError(
+            f"{name}: {spec.title} files missing from {folder} (raw or .gz): "
+            f"{', '.join(missing)}; {spec.get}"
+        )
+    (x, y), (tx, ty) = (read_idx_pair(found[i], found[lb], 28, 10) for i, lb in IDX_FILES)
+    part, test = _Part.of(x, y), _Part.of(tx, ty)
+    return _Raw(part, test, 10, (1, 28), 2, spec.flip, (spec.mean,), (spec.std,))
 
 
 def _tinyimagenet(root: Path) -> _Raw:

