@@ -62,12 +62,13 @@ def waterfill(weights: Sequence[float], caps: Sequence[int], budget: int) -> lis
 
 
 def check_budget(budget: int, total: int) -> None:
-    """Raise BudgetError unless 1 <= budget <= total: callable before any training, from the
-    model's traced ReLU count alone."""
+    """Raise BudgetError unless 0 <= budget <= total: callable before any training, from the
+    model's traced ReLU count alone. Budget 0 is the linearised network (every ReLU replaced by
+    the identity): the floor every budgeted model must clear."""
     if not isinstance(budget, int) or isinstance(budget, bool):
         raise BudgetError(f"budget must be an integer ReLU count, got {budget!r}")
-    if budget < 1:
-        raise BudgetError(f"budget {budget} is below 1 ReLU")
+    if budget < 0:
+        raise BudgetError(f"budget {budget} is below 0 ReLUs")
     if budget > total:
         raise BudgetError(f"budget {budget} exceeds the model's {total} ReLUs")
 

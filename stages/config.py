@@ -41,6 +41,8 @@ class Stage1Config:
     seed: int = 0
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=240, lr=0.05))
     density: float = 0.05  # global parameter density of the magnitude pruning
+    pruning: str = "oneshot"  # oneshot | iterative (magnitude pruning with regrowth)
+    prune_rounds: int = 5  # iterative: prune/regrow rounds, one training pass each
     include_stem: bool = True  # False: SNL's convention, the stem ReLU is kept and not counted
 
 
@@ -48,13 +50,22 @@ class Stage1Config:
 class Stage2Config:
     """Find where each layer's r_l ReLUs go."""
 
-    budget: int = 50_000
-    allocation: str = "sensitivity"  # sensitivity | uniform | proportional
+    budget: int = 50_000  # 0 is the linearised network (no ReLU at all): a floor to compare
+    allocation: str = "sensitivity"  # sensitivity | uniform | proportional (SNL: global)
     granularity: str = "pixel"  # pixel | channel
-    method: str = "activation"  # activation (top-k of |a_T - a_S|) | scores (trainable, STE)
-    init: str = "random"  # random | teacher: the student's starting weights
+    # activation-ema: top-k of |a_T - a_S| accumulated across epochs (settles);
+    # activation: the note's per-epoch top-k (oscillates); scores: trainable, STE; snl: SNL
+    method: str = "activation-ema"
+    init: str = "random"  # random | teacher: the student's starting weights (SNL: teacher)
     tau: float = 4.0
     ce_weight: float = 0.5  # loss = ce_weight * CE + (1 - ce_weight) * KD_tau
+    score_momentum: float = 0.9  # activation-ema: weight of the past epochs' scores
+    freeze: float = 0.25  # activation-ema: last fraction of epochs trained with the mask fixed
+    snl_lr: float = 1e-3  # snl: Adam learning rate of the weights
+    snl_alpha_lr: float = 1e-3  # snl: Adam learning rate of the alphas
+    snl_lambda: float = 1e-5  # snl: initial L1 weight on the alphas
+    snl_growth: float = 1.1  # snl: lambda's factor after an epoch whose count did not fall
+    snl_threshold: float = 0.01  # snl: a position counts as a ReLU while its alpha exceeds this
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=150, lr=0.05))
 
 

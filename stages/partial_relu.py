@@ -55,6 +55,7 @@ class PartialReLU(nn.Module):
         # "relu" | "identity" | "partial" | "scores": the fast path, decided once per mask
         self._mode = "relu"
         self.scores: nn.Parameter | None = None
+        self.alpha: nn.Parameter | None = None  # SNL's per-position ReLU weight
         self._k = 0
         self._granularity = "pixel"
         self._floor: torch.Tensor | None = None  # the mask as _FloorMax's floor, in x's dtype
@@ -70,6 +71,8 @@ class PartialReLU(nn.Module):
         self._floor = None
         if getattr(self, "scores", None) is not None:
             self._mode = "scores"
+        elif getattr(self, "alpha", None) is not None:
+            self._mode = "alpha"
         elif self.mask.numel() == 0 or bool(self.mask.bool().all()):
             self._mode = "relu"
         elif not bool(self.mask.bool().any()):
@@ -101,6 +104,17 @@ class PartialReLU(nn.Module):
         self.scores = None
         self._refresh_mode()
 
+    def enable_alpha(self) -> None:
+        """SNL's relaxation: y = alpha * relu(x) + (1 - alpha) * x with a trainable real alpha
+        per position, starting at 1 (the all-ReLU model); an L1 penalty drives alphas to 0."""
+        self.alpha = nn.Parameter(torch.ones(self.mask.shape, device=self.mask.device))
+        self._mode = "alpha"
+
+    def finalize_alpha(self, mask: torch.Tensor) -> None:
+        """Replace the alphas by a binary mask (SNL picks it globally, across layers)."""
+        self.alpha = None
+        self.set_mask(mask)
+
     def relu_count(self) -> int:
         """Kept ReLU positions for one image (needs an initialised mask)."""
         return int(self.mask.sum().item())
@@ -110,6 +124,8 @@ class PartialReLU(nn.Module):
             return F.relu(x)
         if self._mode == "identity":
             return x
+        if self._mode == "alpha" and self.alpha is not None:
+            return x + self.alpha.to(x.dtype) * F.relu(-x)
         if self._mode == "scores" and self.scores is not None:
             hard = topk_mask(self.scores.detach(), self._k, self._granularity)
             m = hard + self.scores - self.scores.detach()  # value: hard mask; gradient: scores

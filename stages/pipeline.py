@@ -11,15 +11,16 @@ from .allocation import check_budget
 from .artifacts import artifact_dir, checkpoint_path, content_key, read_meta
 from .config import Stage1Config, Stage2Config, Stage3Config, StageResult
 from .stage1 import run_stage1
-from .stage2 import check_config, run_stage2
+from .stage2 import canonical, check_config, run_stage2
 from .stage3 import run_stage3
 from .train import EpochCallback
 
 
 def stage_keys(s1: Stage1Config, s2: Stage2Config, s3: Stage3Config) -> tuple[str, str, str]:
-    """Content keys of the chain: each hashes its config and its parent's key."""
+    """Content keys of the chain: each hashes its config and its parent's key (stage 2's
+    config in its canonical form, so equal work shares one key)."""
     k1 = content_key(1, s1)
-    k2 = content_key(2, s2, [k1])
+    k2 = content_key(2, canonical(s2), [k1])
     return k1, k2, content_key(3, s3, [k2])
 
 
@@ -62,6 +63,7 @@ def run_pipeline(
     """Stages 1, 2, 3 in order; `on_epoch` rows carry their stage number. The budget and the
     stage-2/3 choices are checked first, so a bad value fails before stage 1 trains."""
     validate(s1, s2, s3)
+    s2 = canonical(s2)
     k1, k2, k3 = stage_keys(s1, s2, s3)
     results = []
     for stage, cfg in ((1, s1), (2, s2), (3, s3)):

@@ -17,42 +17,12 @@ from torch import nn
 
 from .artifacts import WEIGHTS, load_state, read_meta
 from .config import DataConfig, Stage1Config, StageResult
-from .data import DataBundle, load_data
 from .models import build_model
 from .partial_relu import init_masks, relu_layers
-from .train import (
-    EpochCallback,
-    EpochLoop,
-    Timer,
-    commit,
-    evaluate,
-    loaders,
-    make_optimizer,
-    pick_device,
-    prepare,
-    train_epoch,
-)
+from .pruning import magnitude_densities, pruned_densities
+from .train import EpochCallback, Timer, commit, context, fit, prepare
 
-
-def magnitude_densities(model: nn.Module, density: float) -> dict[str, float]:
-    """Global magnitude pruning of all conv weights to `density`: the fraction of each conv's
-    weights that survive one global threshold (so the per-layer densities come out uneven)."""
-    if not 0.0 < density <= 1.0:
-        raise ValueError(f"density must be in (0, 1], got {density}")
-    convs = {n: m for n, m in model.named_modules() if isinstance(m, nn.Conv2d)}
-    magnitudes = torch.cat(
-        [m.weight.detach().abs().flatten().float().cpu() for m in convs.values()]
-    )
-    keep = max(1, int(round(density * magnitudes.numel())))
-    threshold = torch.topk(magnitudes, keep, sorted=True).values[-1]
-    return {
-        n: float((m.weight.detach().abs().float().cpu() >= threshold).float().mean())
-        for n, m in convs.items()
-    }
-
-
-def load_stage_data(data: DataConfig, seed: int) -> DataBundle:
-    return load_data(data.dataset, data.root, data.val_fraction, seed, data.limit)
+__all__ = ["build_from_meta", "load_teacher", "magnitude_densities", "run_stage1"]
 
 
 def data_config(meta: dict[str, Any]) -> DataConfig:
@@ -86,26 +56,22 @@ def run_stage1(
     device: str = "auto",
     provenance: dict[str, Any] | None = None,
 ) -> StageResult:
-    timer = Timer()
-    dev = pick_device(device)
-    torch.manual_seed(cfg.seed)
-    data = load_stage_data(cfg.data, cfg.seed)
+    ctx = context(cfg.data, cfg.seed, cfg.optim.batch_size, device, Timer())
+    data = ctx.data
     model = build_model(cfg.model, data.num_classes, data.in_channels)
     init_masks(model, data.input_size, data.in_channels)
-    model = prepare(model, dev)
-    train, val, test = loaders(data, cfg.optim.batch_size, dev, cfg.seed)
-    opt, sched = make_optimizer(model, cfg.optim)
-    loop = EpochLoop(model, opt, sched, cfg.optim.epochs, checkpoint, on_epoch, train.generator)
+    model = prepare(model, ctx.device)
 
     def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(model(x), y)
 
-    for epoch in range(loop.resume(dev), cfg.optim.epochs):
-        loss = train_epoch(model, train, opt, step)
-        loop.end_epoch(epoch, {"loss": loss, "val_acc": evaluate(model, val)})
+    done = fit(ctx, model, step, cfg.optim, checkpoint, on_epoch)
 
-    # The teacher is the final model (the schedule has annealed); pruning reads its weights.
-    densities = magnitude_densities(model, cfg.density)
+    # The teacher is the final model (the schedule has annealed); pruning reads its weights
+    # (the iterative variant prunes a copy, training it on the same loader).
+    densities = pruned_densities(
+        model, cfg.density, cfg.pruning, lambda: ctx.train, rounds=cfg.prune_rounds, seed=cfg.seed
+    )
     layers = []
     for layer in relu_layers(model, data.input_size, data.in_channels, cfg.include_stem):
         d = densities[layer.source]
@@ -119,7 +85,7 @@ def run_stage1(
                 "sensitivity": 1.0 - d,
             }
         )
-    val_acc, test_acc = evaluate(model, val), evaluate(model, test)
+    total = sum(lay["count"] for lay in layers)
     meta = {
         "model": cfg.model,
         "dataset": cfg.data.dataset,
@@ -129,10 +95,8 @@ def run_stage1(
         "input_size": data.input_size,
         "include_stem": cfg.include_stem,
         "layers": layers,
-        "relu_total": sum(lay["count"] for lay in layers),
-        "relu_count": sum(lay["count"] for lay in layers),
+        "relu_total": total,
+        "relu_count": total,
         "relu_per_layer": [lay["count"] for lay in layers],
-        "val_acc": val_acc,
-        "test_acc": test_acc,
     }
-    return commit(out_dir, 1, key, cfg, model, meta, loop, timer, dev, provenance)
+    return commit(ctx, out_dir, 1, key, cfg, model, meta, done.history, checkpoint, provenance)

@@ -1,5 +1,10 @@
-"""The one training loop every stage uses: device choice, optimiser, epochs, evaluation,
-per-epoch checkpoints for resuming and a progress callback."""
+"""The one training loop every stage uses (airbench style: one readable loop, data on the
+device). A stage says only what differs: its step loss, an optional per-epoch hook (stage 2's
+mask update), an optional stop test (SNL's budget), and the metadata it commits.
+
+`Context` is what every stage sets up the same way (device, seed, data, loaders, timer);
+`fit` runs the epochs with per-epoch checkpoints, so an interrupted stage resumes where it
+stopped; `commit` writes the artifact, the one way every stage finishes."""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ import json
 import socket
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,12 +21,14 @@ import torch
 from torch import nn
 
 from .artifacts import load_state, save_artifact, save_state
-from .config import OptimConfig, StageResult
-from .data import DataBundle, TensorLoader
+from .config import DataConfig, OptimConfig, StageResult
+from .data import DataBundle, TensorLoader, load_data
 
 # Called once per epoch with metrics (epoch, epochs, loss, val_acc, ...): the orchestrator
 # forwards these to Ray Tune; the CLI prints them.
 EpochCallback = Callable[[dict[str, Any]], None]
+StepLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Optimizer = tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -45,33 +53,65 @@ def prepare(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
-def make_optimizer(
-    model: nn.Module, cfg: OptimConfig, params: Any = None
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    opt = torch.optim.SGD(
-        model.parameters() if params is None else params,
-        lr=cfg.lr,
-        momentum=cfg.momentum,
-        weight_decay=cfg.weight_decay,
-    )
+def schedule(opt: torch.optim.Optimizer, cfg: OptimConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Step decay x0.1 at the milestones (fractions of the epochs)."""
     steps = sorted({max(1, round(f * cfg.epochs)) for f in cfg.milestones})
-    return opt, torch.optim.lr_scheduler.MultiStepLR(opt, steps, gamma=0.1)
+    return torch.optim.lr_scheduler.MultiStepLR(opt, steps, gamma=0.1)
 
 
-def loaders(
-    data: DataBundle, batch_size: int, device: torch.device, seed: int
-) -> tuple[TensorLoader, TensorLoader, TensorLoader]:
-    """Train (shuffled, augmented), validation and test loaders, data resident on `device`.
+def make_optimizer(model: nn.Module, cfg: OptimConfig) -> Optimizer:
+    """The group code's SGD with momentum, weight decay and step decay."""
+    opt = torch.optim.SGD(
+        model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+    )
+    return opt, schedule(opt, cfg)
+
+
+class Timer:
+    """Wall time of a stage's compute, reported so the orchestrator can measure its overhead.
+    A resumed stage adds the seconds its checkpoint had already spent (`earlier`)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.started_at = time.time()
+        self.earlier = 0.0
+
+    @property
+    def seconds(self) -> float:
+        return self.earlier + time.perf_counter() - self.start
+
+
+@dataclass
+class Context:
+    """What every stage sets up the same way before it trains."""
+
+    device: torch.device
+    seed: int
+    data: DataBundle
+    train: TensorLoader  # shuffled and augmented; its generator is checkpointed
+    val: TensorLoader
+    test: TensorLoader
+    timer: Timer
+
+
+def context(data_cfg: DataConfig, seed: int, batch_size: int, device: str, timer: Timer) -> Context:
+    """Seed, data on the device, loaders. The validation split is carved by `seed`, so a
+    stage and its teacher always agree on which images are held out.
 
     A last training batch of one image is dropped: BatchNorm cannot train on a single value
     per channel (a 1x1 map, e.g. ResNet18's layer4 on 8x8 digits) and raises."""
+    dev = pick_device(device)
+    torch.manual_seed(seed)
+    data = load_data(data_cfg.dataset, data_cfg.root, data_cfg.val_fraction, seed, data_cfg.limit)
     lone = len(data.train) > 1 and len(data.train) % batch_size == 1
-    return (
-        TensorLoader(
-            data.train, data, batch_size, train=True, device=device, seed=seed, drop_last=lone
-        ),
-        TensorLoader(data.val, data, 512, train=False, device=device),
-        TensorLoader(data.test, data, 512, train=False, device=device),
+    return Context(
+        dev,
+        seed,
+        data,
+        TensorLoader(data.train, data, batch_size, True, dev, seed, drop_last=lone),
+        TensorLoader(data.val, data, 512, train=False, device=dev),
+        TensorLoader(data.test, data, 512, train=False, device=dev),
+        timer,
     )
 
 
@@ -89,147 +129,140 @@ def evaluate(model: nn.Module, loader: TensorLoader) -> float:
     return correct / max(total, 1)
 
 
-def train_epoch(
-    model: nn.Module,
-    loader: TensorLoader,
-    opt: torch.optim.Optimizer,
-    step_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-) -> float:
-    """One pass over the training data; `step_loss(x, y)` runs the forward pass(es)."""
-    model.train()
-    device = next(model.parameters()).device
-    total = torch.zeros((), device=device)
-    n = 0
-    for x, y in loader:
-        with autocast(device):
-            loss = step_loss(x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        total += loss.detach().float()
-        n += 1
-    return float(total) / max(n, 1)  # one host sync per epoch, not per step
-
-
-class EpochLoop:
-    """Epoch bookkeeping shared by the stages: scheduler step, best-validation weights (masks
-    are buffers, so they travel with them), history, progress callback, and a per-epoch
-    checkpoint file so that an interrupted stage resumes where it stopped.
-
-    The checkpoint lives beside (not inside) the stage's artifact folder and is removed once
-    the artifact is committed."""
-
-    def __init__(
-        self,
-        model: nn.Module,
-        opt: torch.optim.Optimizer,
-        sched: torch.optim.lr_scheduler.LRScheduler,
-        epochs: int,
-        checkpoint: Path | None = None,
-        on_epoch: EpochCallback | None = None,
-        rng: torch.Generator | None = None,
-    ) -> None:
-        self.model, self.opt, self.sched, self.epochs = model, opt, sched, epochs
-        self.rng = rng  # the train loader's generator: checkpointed so a resume is exact
-        self.path = Path(checkpoint) if checkpoint is not None else None
-        self.on_epoch = on_epoch
-        self.best_acc = -1.0
-        self.best_state: dict[str, torch.Tensor] = cpu_state(model)
-        self.history: list[dict[str, Any]] = []
-        self.start = 0
-
-    def resume(self, device: torch.device) -> int:
-        """Load the checkpoint if there is one; returns the first epoch still to run."""
-        if self.path is None or not self.path.exists():
-            return 0
-        state = load_state(self.path, device)
-        self.model.load_state_dict(state["model"])
-        self.opt.load_state_dict(state["opt"])
-        self.sched.load_state_dict(state["sched"])
-        self.best_state = state["best_state"]
-        self.best_acc = float(state["best_acc"])
-        self.history = json.loads(state["history"])
-        if self.rng is not None and "rng" in state:
-            # Without it the resumed epochs would replay epoch 0's shuffles and crops.
-            self.rng.set_state(state["rng"].cpu())
-        self.start = int(state["epoch"])
-        return self.start
-
-    def end_epoch(self, epoch: int, metrics: dict[str, Any]) -> None:
-        """Call after evaluating: `metrics` must hold val_acc."""
-        self.sched.step()
-        if metrics["val_acc"] > self.best_acc:
-            self.best_acc = float(metrics["val_acc"])
-            self.best_state = cpu_state(self.model)
-        row = {"epoch": epoch + 1, "epochs": self.epochs, **metrics}
-        self.history.append(row)
-        if self.path is not None:
-            save_state(
-                self.path,
-                {
-                    "model": self.model.state_dict(),
-                    "opt": self.opt.state_dict(),
-                    "sched": self.sched.state_dict(),
-                    "best_state": self.best_state,
-                    "best_acc": self.best_acc,
-                    "history": json.dumps(self.history),
-                    "epoch": epoch + 1,
-                    **({} if self.rng is None else {"rng": self.rng.get_state()}),
-                },
-            )
-        if self.on_epoch is not None:
-            self.on_epoch(row)
-
-    def clear(self) -> None:
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
-
-
-class Timer:
-    """Wall time of a stage's compute, reported so the orchestrator can measure its overhead."""
-
-    def __init__(self) -> None:
-        self.start = time.perf_counter()
-        self.started_at = time.time()
-
-    @property
-    def seconds(self) -> float:
-        return time.perf_counter() - self.start
-
-
 def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:
     """A detached CPU copy of a state dict (for keeping the best epoch's weights)."""
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
 
 
+@dataclass
+class Fit:
+    """What `fit` leaves: the per-epoch history and the best-validation weights (masks are
+    buffers, so they travel with them)."""
+
+    history: list[dict[str, Any]]
+    best_state: dict[str, torch.Tensor]
+    best_acc: float
+
+
+def fit(
+    ctx: Context,
+    model: nn.Module,
+    step_loss: StepLoss,
+    optim: OptimConfig,
+    checkpoint: Path | None = None,
+    on_epoch: EpochCallback | None = None,
+    after_epoch: Callable[[int], dict[str, Any]] | None = None,
+    stop: Callable[[], bool] | None = None,
+    optimizer: Optimizer | None = None,
+    extra_state: Callable[[], dict[str, Any]] | None = None,
+    load_extra: Callable[[dict[str, Any]], None] | None = None,
+    selectable: Callable[[], bool] | None = None,
+    keep_start: bool = False,
+) -> Fit:
+    """Train `model` for `optim.epochs` epochs of `step_loss(x, y)` (which runs the forward
+    pass(es)); after each epoch run `after_epoch(epoch)` (its metrics join the row), evaluate,
+    keep the best-validation weights, checkpoint, report. `stop()` ends training early, even
+    mid-epoch (SNL stops once its count fits the budget). `extra_state`/`load_extra` carry a
+    stage's own state (search scores) through the checkpoint, so a resume is exact.
+    `selectable()` says whether this epoch's model may be picked as the best (an annealed
+    search is over budget until its last search epoch); `keep_start` makes the starting
+    weights a candidate too, so a fine-tune never hands on less than it was given.
+
+    The checkpoint lives beside (not inside) the stage's artifact folder; `commit` drops it."""
+    opt, sched = optimizer or make_optimizer(model, optim)
+    rng = ctx.train.generator  # checkpointed: else a resume replays epoch 0's shuffles
+    state = Fit([], cpu_state(model), -1.0)
+    start = 0
+    if checkpoint is not None and checkpoint.exists():
+        saved = load_state(checkpoint, ctx.device)
+        model.load_state_dict(saved["model"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        state = Fit(json.loads(saved["history"]), saved["best_state"], float(saved["best_acc"]))
+        rng.set_state(saved["rng"].cpu())
+        ctx.timer.earlier = float(saved.get("wall_s", 0.0))
+        if load_extra is not None:
+            load_extra(saved.get("extra", {}))
+        start = int(saved["epoch"])
+    elif keep_start:
+        state.best_acc = evaluate(model, ctx.val)
+    for epoch in range(start, optim.epochs):
+        if stop is not None and stop():
+            break
+        model.train()
+        total = torch.zeros((), device=ctx.device)
+        steps = 0
+        for x, y in ctx.train:
+            with autocast(ctx.device):
+                loss = step_loss(x, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += loss.detach().float()
+            steps += 1
+            if stop is not None and stop():
+                break
+        sched.step()
+        row: dict[str, Any] = {"epoch": epoch + 1, "epochs": optim.epochs}
+        row["loss"] = float(total) / max(steps, 1)  # one host sync per epoch, not per step
+        row.update(after_epoch(epoch) if after_epoch is not None else {})
+        row["val_acc"] = evaluate(model, ctx.val)
+        if row["val_acc"] > state.best_acc and (selectable is None or selectable()):
+            state.best_acc, state.best_state = float(row["val_acc"]), cpu_state(model)
+        state.history.append(row)
+        if checkpoint is not None:
+            save_state(
+                checkpoint,
+                {
+                    "model": model.state_dict(),
+                    "opt": opt.state_dict(),
+                    "sched": sched.state_dict(),
+                    "best_state": state.best_state,
+                    "best_acc": state.best_acc,
+                    "history": json.dumps(state.history),
+                    "epoch": epoch + 1,
+                    "rng": rng.get_state(),
+                    "wall_s": ctx.timer.seconds,
+                    "extra": extra_state() if extra_state is not None else {},
+                },
+            )
+        if on_epoch is not None:
+            on_epoch(row)
+    return state
+
+
 def commit(
+    ctx: Context,
     out_dir: Path,
     stage: int,
     key: str,
     cfg: Any,
     model: nn.Module,
     meta: dict[str, Any],
-    loop: EpochLoop,
-    timer: Timer,
-    device: torch.device,
+    history: list[dict[str, Any]],
+    checkpoint: Path | None = None,
     provenance: dict[str, Any] | None = None,
 ) -> StageResult:
-    """Write the stage's artifact (weights, then metadata as the commit mark) and drop its
-    epoch checkpoint: the one way every stage finishes. `provenance` (who ran it: sweep, run,
-    Ray trial, Slurm job) is stored in the metadata but is not part of the content key."""
+    """Measure the final model's validation and test accuracy, write the stage's artifact
+    (weights, then metadata as the commit mark) and drop its epoch checkpoint: the one way
+    every stage finishes. `provenance` (who ran it: sweep, run, Ray trial, Slurm job) is
+    stored in the metadata but is not part of the content key."""
     meta = {
         "stage": stage,
         "key": key,
         "config": cfg,
         **meta,
+        "val_acc": evaluate(model, ctx.val),
+        "test_acc": evaluate(model, ctx.test),
         "provenance": provenance or {},
-        "started_at": timer.started_at,
+        "started_at": ctx.timer.started_at,
         "finished_at": time.time(),
-        "history": loop.history,
-        "wall_s": timer.seconds,
+        "history": history,
+        "wall_s": ctx.timer.seconds,
         "hostname": socket.gethostname(),
-        "device": str(device),
+        "device": str(ctx.device),
     }
     save_artifact(out_dir, model.state_dict(), meta)
-    loop.clear()
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
     return StageResult.from_meta(meta, out_dir)

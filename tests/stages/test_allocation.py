@@ -130,12 +130,17 @@ def test_uniform_keeps_the_same_fraction_everywhere() -> None:
     assert r == [n // 4 for n in N]
 
 
+def test_budget_zero_is_the_linearised_network() -> None:
+    for strategy in ("sensitivity", "uniform", "proportional"):
+        assert allocate(0, N, [0.5] * len(N), strategy) == [0] * len(N)
+
+
 def test_zero_sensitivity_layers_fill_last() -> None:
     r = allocate(150, [100, 100], [0.0, 1.0])
     assert r == [50, 100]
 
 
-@pytest.mark.parametrize("budget", [0, -5, sum(N) + 1])
+@pytest.mark.parametrize("budget", [-1, -5, sum(N) + 1])
 def test_impossible_budgets_are_clear_errors(budget: int) -> None:
     with pytest.raises(BudgetError, match="budget"):
         allocate(budget, N, W)

@@ -354,14 +354,14 @@ def test_pruning_density_must_be_a_fraction() -> None:
 # --- errors before any training -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("budget", [0, DIGITS_TOTAL + 1])
+@pytest.mark.parametrize("budget", [-1, DIGITS_TOTAL + 1])
 def test_stage2_refuses_a_budget_before_reading_data(
     stage1_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, budget: int
 ) -> None:
     def no_data(*_: Any) -> None:
         raise AssertionError("stage 2 read its data before checking the budget")
 
-    monkeypatch.setattr(stage2_mod, "load_stage_data", no_data)
+    monkeypatch.setattr(stage2_mod, "context", no_data)
     with pytest.raises(BudgetError, match=str(budget)):
         run_stage2(Stage2Config(budget=budget), stage1_dir, tmp_path / "s2", "k", device="cpu")
     assert not (tmp_path / "s2").exists()
@@ -371,7 +371,7 @@ def test_stage2_refuses_a_budget_before_reading_data(
     ("change", "error"),
     [
         ({"budget": DIGITS_TOTAL + 1}, BudgetError),
-        ({"budget": 0}, BudgetError),
+        ({"budget": -1}, BudgetError),
         ({"method": "magic"}, ValueError),
         ({"granularity": "block"}, ValueError),
         ({"allocation": "random"}, ValueError),

@@ -1,0 +1,111 @@
+"""SNL (Cho et al., ICML 2022), the peer SENet is measured against: one global budget, no
+per-layer allocation.
+
+Every budgeted ReLU becomes y = alpha * relu(x) + (1 - alpha) * x with a trainable alpha per
+position, starting at 1 from the all-ReLU teacher's weights. Adam trains weights and alphas on
+the distillation loss plus lambda * L1(alpha); lambda grows by `snl_growth` after every epoch in
+which the count of alphas above `snl_threshold` did not fall. The search stops as soon as that
+count fits the budget (or the epochs run out); the top-B alphas over all layers become the
+mask, so the count is exactly B and the per-layer counts are whatever SNL ended with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .config import Stage2Config
+from .partial_relu import PartialReLU
+from .train import Optimizer
+
+CHECK_EVERY = 5  # steps between counts of the live alphas (a reduction over every layer)
+
+
+class SNLSearch:
+    """The state of one SNL search: its L1 weight, its count, and the hooks `fit` calls.
+
+    "Whenever the count stalls" is judged every CHECK_EVERY steps against the pace the budget
+    needs: a check whose drop is short of (count - B) / (checks left) grows lambda. SNL's own
+    runs judge it per epoch over hundreds of epochs; a sweep's search has a few, so the pace
+    rule is what lets the search reach B within the epochs it is given."""
+
+    def __init__(self, cfg: Stage2Config, mods: dict[str, PartialReLU], total_steps: int) -> None:
+        self.cfg, self.mods, self.total_steps = cfg, mods, max(total_steps, 1)
+        for m in mods.values():
+            m.enable_alpha()
+        self.lam = cfg.snl_lambda
+        self.steps = 0
+        self.count = self.live()
+
+    def alphas(self) -> list[nn.Parameter]:
+        return [m.alpha for m in self.mods.values() if m.alpha is not None]
+
+    def optimizer(self, model: nn.Module) -> Optimizer:
+        """Adam at constant rates, as SNL trains: `snl_lr` for the weights, `snl_alpha_lr` for
+        the alphas (Adam moves an alpha about one learning rate per step, so a short search
+        needs a larger alpha rate to reach a small budget at all)."""
+        ids = {id(a) for a in self.alphas()}
+        weights = [p for p in model.parameters() if id(p) not in ids]
+        groups = [
+            {"params": weights, "lr": self.cfg.snl_lr},
+            {"params": self.alphas(), "lr": self.cfg.snl_alpha_lr},
+        ]
+        opt = torch.optim.Adam(groups)
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda _epoch: 1.0)
+
+    @torch.no_grad()
+    def live(self) -> int:
+        """Positions still counted as ReLUs: alpha above the threshold."""
+        return sum(int((a > self.cfg.snl_threshold).sum()) for a in self.alphas())
+
+    @torch.no_grad()
+    def clamp(self) -> None:
+        """Keep alphas in [0, 1] (called before each forward pass, i.e. after the last step)."""
+        for a in self.alphas():
+            a.clamp_(0.0, 1.0)
+
+    def penalty(self) -> torch.Tensor:
+        """lambda * L1(alpha) for this step (alphas lie in [0, 1], so L1 is their sum); every
+        CHECK_EVERY steps, recount and grow lambda if the count is behind its pace."""
+        if self.steps % CHECK_EVERY == 0 and self.steps > 0:
+            before, self.count = self.count, self.live()
+            checks_left = max((self.total_steps - self.steps) / CHECK_EVERY, 1.0)
+            if before - self.count < (before - self.cfg.budget) / checks_left:
+                self.lam *= self.cfg.snl_growth
+        self.steps += 1
+        return self.lam * sum(a.sum() for a in self.alphas())  # type: ignore[return-value]
+
+    def reached(self) -> bool:
+        """fit's stop test: the count fits the budget."""
+        return self.count <= self.cfg.budget
+
+    def end_epoch(self, _epoch: int) -> dict[str, Any]:
+        self.count = self.live()
+        return {"snl_count": self.count, "snl_lambda": self.lam}
+
+    def state(self) -> dict[str, Any]:
+        return {"lam": self.lam, "steps": self.steps}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.lam = float(state.get("lam", self.lam))
+        self.steps = int(state.get("steps", self.steps))
+        self.count = self.live()
+
+    @torch.no_grad()
+    def finalize(self) -> dict[str, Any]:
+        """Binarise: the top-B alphas over all layers become ReLUs, the rest linear. Returns
+        what the record keeps: whether the count reached B by itself, and lambda."""
+        self.count = self.live()
+        converged = self.count <= self.cfg.budget
+        flat = torch.cat([a.detach().float().flatten() for a in self.alphas()])
+        keep = torch.zeros_like(flat)
+        if self.cfg.budget > 0:
+            keep[torch.topk(flat, min(self.cfg.budget, flat.numel()), sorted=False).indices] = 1
+        start = 0
+        for m in self.mods.values():
+            n = m.mask.numel()
+            m.finalize_alpha(keep[start : start + n].view_as(m.mask))
+            start += n
+        return {"snl_converged": converged, "snl_lambda": self.lam, "snl_live": self.count}

@@ -1,0 +1,111 @@
+"""stages.stage2's mask searches beyond exact counts: the default search settles, SNL spends one
+global budget exactly, budget 0 is the linearised network, and equal work shares one key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from stages.artifacts import WEIGHTS, content_key, load_state, read_meta
+from stages.config import DataConfig, OptimConfig, Stage1Config, Stage2Config
+from stages.partial_relu import model_relu_count, partial_relus
+from stages.stage1 import build_from_meta, run_stage1
+from stages.stage2 import canonical, run_stage2
+
+CPU = torch.device("cpu")
+
+
+def _optim(epochs: int) -> OptimConfig:
+    return OptimConfig(epochs=epochs, lr=0.05, batch_size=64)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("store") / "stage1"
+    cfg = Stage1Config("resnet20", DataConfig("digits", limit=400), optim=_optim(3))
+    run_stage1(cfg, out, content_key(1, cfg), device="cpu")
+    return out
+
+
+def _model(folder: Path, teacher: Path) -> torch.nn.Module:
+    meta1 = read_meta(teacher)
+    assert meta1 is not None
+    model = build_from_meta(meta1, CPU)
+    model.load_state_dict(load_state(folder / WEIGHTS))
+    return model
+
+
+def test_default_search_anneals_then_settles_where_the_per_epoch_search_keeps_flipping(
+    teacher: Path, tmp_path: Path
+) -> None:
+    runs = {}
+    for method in ("activation-ema", "activation"):
+        cfg = Stage2Config(budget=1500, method=method, optim=_optim(8))
+        rows: list[dict] = []
+        run_stage2(cfg, teacher, tmp_path / method, "k", rows.append, device="cpu")
+        meta = read_meta(tmp_path / method)
+        assert meta is not None and meta["relu_count"] == 1500
+        assert meta["hamming"] == [r["hamming"] for r in rows]
+        runs[method] = rows
+    ema, per_epoch = runs["activation-ema"], runs["activation"]
+    assert len(ema) == len(per_epoch) == 8
+    # The default linearises step by step: the kept count falls every search epoch and
+    # reaches the budget at the last one (6 of 8: the last quarter keeps the mask fixed).
+    kept = [r["mask_relus"] for r in ema]
+    assert all(a > b for a, b in zip(kept[:6], kept[1:6])) and kept[5:] == [1500] * 3
+    # Settled: no position moves over the last epochs; only at-budget epochs can be picked.
+    assert [r["hamming"] for r in ema[-2:]] == [0.0, 0.0]
+    best = max(r["val_acc"] for r in ema[5:])
+    assert read_meta(tmp_path / "activation-ema")["val_acc"] == pytest.approx(best)  # type: ignore[index]
+    # The note's search jumps to the budget at once and never stops moving positions.
+    assert [r["mask_relus"] for r in per_epoch] == [1500] * 8
+    assert min(r["hamming"] for r in per_epoch[1:]) > 0.0
+
+
+def test_snl_spends_one_global_budget_exactly(teacher: Path, tmp_path: Path) -> None:
+    budget = 701
+    cfg = canonical(
+        Stage2Config(
+            budget=budget, method="snl", snl_alpha_lr=0.05, snl_growth=1.5, optim=_optim(4)
+        )
+    )
+    rows: list[dict] = []
+    result = run_stage2(cfg, teacher, tmp_path / "snl", "k", rows.append, device="cpu")
+    meta = read_meta(tmp_path / "snl")
+    assert meta is not None
+    assert (meta["allocation"], meta["method"], meta["init"]) == ("global", "snl", "teacher")
+    model = _model(tmp_path / "snl", teacher)
+    total, per_layer = model_relu_count(model)
+    assert total == budget == result.metrics["relu_count"]
+    assert meta["layer_budgets"] == per_layer  # what SNL ended with, per layer
+    assert len({n for n, c in per_layer.items() if c > 0}) > 1  # spread, not one layer's top-B
+    assert not [k for k in load_state(tmp_path / "snl" / WEIGHTS) if k.endswith(".alpha")]
+    # The L1 search drives the count of live alphas down epoch after epoch.
+    counts = [r["snl_count"] for r in rows]
+    assert counts == sorted(counts, reverse=True) and counts[-1] < counts[0]
+    assert isinstance(meta["snl_converged"], bool) and meta["snl_lambda"] >= cfg.snl_lambda
+
+
+def test_budget_zero_is_the_linearised_network(teacher: Path, tmp_path: Path) -> None:
+    run_stage2(Stage2Config(budget=0, optim=_optim(1)), teacher, tmp_path / "z", "k", device="cpu")
+    model = _model(tmp_path / "z", teacher)
+    assert model_relu_count(model)[0] == 0
+    assert all(not m.mask.any() for _, m in partial_relus(model))
+    x = torch.randn(3, 1, 8, 8)
+    model.eval()
+    a, b = model(x), model(2 * x)  # no ReLU left: the logits are affine in the input
+    assert torch.allclose(b - a, model(3 * x) - b, atol=1e-4)
+
+
+def test_equal_work_has_one_canonical_config() -> None:
+    zero = {canonical(Stage2Config(budget=0, allocation=a, method=m))
+            for a in ("sensitivity", "uniform", "proportional")
+            for m in ("activation-ema", "activation", "snl")}  # fmt: skip
+    assert len(zero) == 1
+    snl = {canonical(Stage2Config(budget=5, allocation=a, method="snl", init=i))
+           for a in ("sensitivity", "uniform") for i in ("random", "teacher")}  # fmt: skip
+    assert [(c.allocation, c.init) for c in snl] == [("global", "teacher")]
+    ours = Stage2Config(budget=5, allocation="uniform", init="random")
+    assert canonical(ours) == ours
