@@ -11,8 +11,10 @@ from typing import Any
 
 from stages.allocation import ALLOCATIONS, BudgetError
 from stages.config import DataConfig, OptimConfig, Stage1Config, Stage2Config, Stage3Config
+from stages.data import DATASETS
 from stages.partial_relu import GRANULARITIES
-from stages.stage2 import METHODS
+from stages.pruning import PRUNINGS
+from stages.stage2 import INITS, METHODS
 
 from .budget import resolve_budget
 
@@ -20,9 +22,7 @@ from .budget import resolve_budget
 def add_arguments(p: argparse.ArgumentParser) -> None:
     d1, d2, d3 = Stage1Config(), Stage2Config(), Stage3Config()
     p.add_argument("--model", default="resnet20", help="resnet18 | resnet20 | wrn22_8 | vgg16_bn")
-    p.add_argument(
-        "--dataset", default="digits", help="digits | synthetic | cifar10 | cifar100 | tinyimagenet"
-    )
+    p.add_argument("--dataset", default="digits", help=" | ".join(DATASETS))
     p.add_argument("--data-root", default=None, help="folder with the dataset's official files")
     p.add_argument(
         "--budget",
@@ -37,10 +37,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="at most this many training images")
     p.add_argument("--density", type=float, default=d1.density, help="pruning density (0.05)")
+    p.add_argument(
+        "--pruning", default=d1.pruning, choices=PRUNINGS, help="stage-1 pruning (oneshot)"
+    )
     p.add_argument("--no-stem", action="store_true", help="stem ReLU kept and not counted (SNL)")
     p.add_argument("--allocation", default=d2.allocation, choices=ALLOCATIONS)
     p.add_argument("--granularity", default=d2.granularity, choices=GRANULARITIES)
     p.add_argument("--method", default=d2.method, choices=METHODS)
+    p.add_argument("--init", default=d2.init, choices=INITS, help="stage-2 student (random)")
     p.add_argument("--tau", type=float, default=d3.tau, help="distillation temperature (4)")
     p.add_argument("--gamma", type=float, default=d3.gamma, help="stage-3 CE weight (0.1)")
     p.add_argument("--alpha", type=float, default=d3.alpha, help="stage-3 KL weight (0.9)")
@@ -58,7 +62,6 @@ def _epochs(args: argparse.Namespace, stage: int, default: int) -> int:
 
 def configs(args: argparse.Namespace) -> tuple[Stage1Config, Stage2Config, Stage3Config]:
     """Stage configs from the command line (budget resolved against the model's ReLU count)."""
-    from stages.data import DATASETS
     from stages.models import MODELS
     from stages.pipeline import relu_total
 
@@ -87,6 +90,7 @@ def configs(args: argparse.Namespace) -> tuple[Stage1Config, Stage2Config, Stage
         seed=args.seed,
         optim=optim(d1.optim, 1),
         density=args.density,
+        pruning=args.pruning,
         include_stem=not args.no_stem,
     )
     s2 = dataclasses.replace(
@@ -95,6 +99,7 @@ def configs(args: argparse.Namespace) -> tuple[Stage1Config, Stage2Config, Stage
         allocation=args.allocation,
         granularity=args.granularity,
         method=args.method,
+        init=args.init,
         tau=args.tau,
         optim=optim(d2.optim, 2),
     )

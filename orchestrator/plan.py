@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from stages.artifacts import artifact_dir, content_key, jsonable, read_meta
+from stages.stage2 import canonical
 
 from .sweep import Sweep
 
@@ -49,8 +50,9 @@ def stage1_node(cfg: Any) -> Node:
 
 
 def stage2_node(parent: Node, cfg: Any) -> Node:
+    cfg = canonical(cfg)  # equal work, one key: SNL's global budget, budget 0's no search
     labels = {**parent.labels, "budget": cfg.budget, "allocation": cfg.allocation}
-    labels["granularity"] = cfg.granularity
+    labels.update(granularity=cfg.granularity, method=cfg.method, init=cfg.init)
     return Node(2, content_key(2, cfg, [parent.key]), cfg, parent.key, labels=labels)
 
 

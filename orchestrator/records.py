@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 
 from stages.artifacts import atomic_write_bytes
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: method, init, hamming
 
 _TS = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema(
@@ -59,6 +59,9 @@ SCHEMA = pa.schema(
         ("code_version", pa.string()),
         ("optuna_study", pa.string()),
         ("optuna_trial", pa.int64()),
+        ("method", pa.string()),  # the stage-2 mask search (stage-3 records: of their parent)
+        ("init", pa.string()),
+        ("hamming", pa.float64()),  # stage 2: mask change over its last epoch (0: settled)
     ]
 )
 PARTITIONS = pa.schema([("sweep", pa.string()), ("stage", pa.int32())])
@@ -108,6 +111,9 @@ def row_from_meta(meta: dict[str, Any], sweep: str, artifact: Path | str) -> dic
         "relu_per_layer": meta.get("relu_per_layer"),
         "granularity": meta.get("granularity", cfg.get("granularity")),
         "allocation": meta.get("allocation", cfg.get("allocation")),
+        "method": meta.get("method", cfg.get("method")),
+        "init": meta.get("init", cfg.get("init")),
+        "hamming": (meta.get("hamming") or [None])[-1],
         **_settings(cfg),
         "val_acc": meta.get("val_acc"),
         "test_acc": meta.get("test_acc"),
@@ -218,6 +224,8 @@ def row_without_artifact(
         "budget": labels.get("budget"),
         "granularity": labels.get("granularity"),
         "allocation": labels.get("allocation"),
+        "method": labels.get("method"),
+        "init": labels.get("init"),
         **_settings(cfg),
         "epochs": last.get("epoch", optim.get("epochs")),
         "val_acc": last.get("val_acc"),

@@ -18,9 +18,10 @@ import tomllib
 
 from stages.allocation import ALLOCATIONS, BudgetError
 from stages.config import DataConfig, OptimConfig, Stage1Config, Stage2Config, Stage3Config
-from stages.data import DATASETS
+from stages.data import DATASETS, needs_root, root_hint
 from stages.models import MODELS
 from stages.partial_relu import GRANULARITIES
+from stages.pruning import PRUNINGS
 from stages.stage2 import INITS, METHODS
 
 from .budget import resolve_budget
@@ -143,6 +144,14 @@ def _check_stage_values(section: str, cfgs: list[Any]) -> None:
             _check(c.tau > 0, f"[{section}] tau: the temperature must be > 0, got {c.tau}")
         if isinstance(c, Stage1Config):
             _check(0 < c.density <= 1, f"[{section}] density: must be in (0, 1], got {c.density}")
+            _check(
+                c.pruning in PRUNINGS,
+                f"[stage1] pruning: unknown {c.pruning!r}; choose one of: {', '.join(PRUNINGS)}",
+            )
+            _check(
+                isinstance(c.prune_rounds, int) and c.prune_rounds >= 1,
+                f"[stage1] prune_rounds: an integer >= 1, got {c.prune_rounds!r}",
+            )
         if isinstance(c, Stage2Config):
             _check(
                 c.allocation in ALLOCATIONS,
@@ -154,7 +163,21 @@ def _check_stage_values(section: str, cfgs: list[Any]) -> None:
             )
             _check(
                 c.method in METHODS,
-                f"[stage2] method: unknown {c.method!r}; choose activation or scores",
+                f"[stage2] method: unknown {c.method!r}; choose one of: {', '.join(METHODS)}",
+            )
+            _check(
+                c.method != "snl" or c.granularity == "pixel",
+                "[stage2] granularity: snl searches one alpha per position; use pixel",
+            )
+            for k in ("score_momentum", "freeze"):
+                v = getattr(c, k)
+                _check(0 <= v < 1, f"[stage2] {k}: must be in [0, 1), got {v}")
+            for k in ("snl_lr", "snl_alpha_lr", "snl_lambda"):
+                _check(getattr(c, k) > 0, f"[stage2] {k}: must be > 0, got {getattr(c, k)}")
+            _check(c.snl_growth >= 1, f"[stage2] snl_growth: must be >= 1, got {c.snl_growth}")
+            _check(
+                0 < c.snl_threshold < 1,
+                f"[stage2] snl_threshold: must be in (0, 1), got {c.snl_threshold}",
             )
             _check(
                 c.init in INITS,
@@ -202,10 +225,10 @@ def parse_sweep(
         f"[sweep] dataset: unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}",
     )
     data_root = top.get("data_root") or None
-    if dataset in ("cifar10", "cifar100", "tinyimagenet"):
-        _check(
-            data_root is not None,
-            f"[sweep] data_root: {dataset} needs the folder holding its official files",
+    if data_root is None and needs_root(dataset):  # no default folder (fashion-mnist, mnist) here
+        raise SweepError(
+            f"[sweep] data_root: {dataset} needs the folder holding its official files; "
+            f"{root_hint(dataset)}"
         )
     if data_root is not None:  # like workdir, relative to the directory senet runs in
         root = Path(os.path.expanduser(data_root)).resolve()

@@ -135,3 +135,31 @@ def test_another_sweep_reusing_the_store_records_reuse(
     assert summary.executed == {1: 0, 2: 0, 3: 0}
     rows = read_records(work, sweep="other").to_pylist()
     assert len(rows) == 3 and {r["status"] for r in rows} == {"reused"}
+
+
+def test_snl_and_budget_zero_run_in_a_grid_sweep_and_are_recorded(tmp_path: Path) -> None:
+    """SNL beside the default search, and the linearised network (budget 0): one stage-2 run
+    per (budget, search), SNL's record saying `global`, budget 0 collapsed to one run."""
+    path = write_sweep(tmp_path / "snl.toml", tmp_path / "work", name="snl", budgets=[0, 3000])
+    text = path.read_text().replace(
+        "[stage2]\n",
+        '[stage2]\nmethod = ["activation-ema", "snl"]\nallocation = ["sensitivity", "uniform"]\n'
+        "snl_alpha_lr = 0.05\n",
+    )
+    path.write_text(text.replace("tau = [2.0, 4.0]", "tau = 4.0"))
+    summary = run_sweep(load_sweep(path), printer=_quiet)
+    assert summary.ok, summary
+    assert summary.executed == {1: 1, 2: 4, 3: 4}  # budget 0: 1; 3000: 2 allocations + SNL
+    records = _by_stage(tmp_path / "work", "snl")
+    for stage in (2, 3):
+        got = sorted(
+            (r["budget"], r["method"], r["allocation"], r["relu_count"]) for r in records[stage]
+        )
+        assert got == [
+            (0, "activation-ema", "uniform", 0),
+            (3000, "activation-ema", "sensitivity", 3000),
+            (3000, "activation-ema", "uniform", 3000),
+            (3000, "snl", "global", 3000),
+        ]
+    assert all(r["status"] == "completed" for s in (2, 3) for r in records[s])
+    assert {r["init"] for r in records[3] if r["method"] == "snl"} == {"teacher"}

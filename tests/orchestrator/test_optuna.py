@@ -170,3 +170,21 @@ def test_validate_counts_the_trial_quota(
     plan = json.loads(capsys.readouterr().out)
     assert plan["stage2"] == {"total": 2, "done": 0}
     assert plan["stage3"] == {"total": 10, "done": 0}  # 5 trials x 2 budgets
+
+
+def test_snl_searches_stage2_of_a_per_budget_study(tmp_path: Path) -> None:
+    """`method = "snl"` in an Optuna sweep: one SNL stage 2 per budget, its trials' stage-3
+    records carrying the search they fine-tune."""
+    path = write_optuna_sweep(tmp_path / "snl.toml", tmp_path / "work", name="osnl", trials=2,
+                              budgets=[3000], epochs=1)  # fmt: skip
+    path.write_text(path.read_text().replace("[stage2]\n", '[stage2]\nmethod = "snl"\n'))
+    summary = run_sweep(load_sweep(path), printer=_quiet)
+    assert not summary.failed and (summary.executed[1], summary.executed[2]) == (1, 1), summary
+    (s2,) = _stage(tmp_path / "work", "osnl", 2)
+    assert (s2["method"], s2["allocation"], s2["relu_count"]) == ("snl", "global", 3000)
+    rows = _stage(tmp_path / "work", "osnl", 3)  # completed, or stopped early by ASHA
+    assert sorted(r["optuna_trial"] for r in rows) == [0, 1]
+    assert {(r["method"], r["allocation"], r["init"]) for r in rows} == {
+        ("snl", "global", "teacher")
+    }
+    assert all(r["relu_count"] == 3000 for r in rows if r["status"] == "completed")

@@ -9,6 +9,7 @@ import pytest
 from support import write_sweep
 
 from orchestrator.cli import main
+from orchestrator.plan import build_plan
 from orchestrator.sweep import SweepError, load_sweep, parse_sweep
 from stages.pipeline import relu_total
 
@@ -29,12 +30,22 @@ def _doc(**sections: dict) -> dict:
         ({"stage3": {"tua": 2.0}}, "[stage3] tua: unknown key"),
         ({"stage9": {}}, "[stage9]: unknown section"),
         ({"sweep": {"model": "resnet99"}}, "[sweep] model: unknown model 'resnet99'"),
-        ({"sweep": {"dataset": "mnist"}}, "[sweep] dataset: unknown dataset 'mnist'"),
+        ({"sweep": {"dataset": "svhn"}}, "[sweep] dataset: unknown dataset 'svhn'"),
         (
             {"sweep": {"budgets": [10**9]}},
             "[sweep] budgets: budget 1000000000 exceeds the model's 11776 ReLUs",
         ),
-        ({"sweep": {"budgets": [0]}}, "[sweep] budgets: budget 0 is below 1 ReLU"),
+        ({"sweep": {"budgets": [-1]}}, "[sweep] budgets: budget -1 is below 0 ReLUs"),
+        ({"stage2": {"method": "magic"}}, "[stage2] method: unknown 'magic'; choose one of: "),
+        (
+            {"stage2": {"method": "snl", "granularity": "channel"}},
+            "[stage2] granularity: snl searches one alpha per position",
+        ),
+        ({"stage2": {"freeze": 1.0}}, "[stage2] freeze: must be in [0, 1), got 1.0"),
+        ({"stage2": {"snl_alpha_lr": 0.0}}, "[stage2] snl_alpha_lr: must be > 0"),
+        ({"stage2": {"snl_growth": 0.5}}, "[stage2] snl_growth: must be >= 1"),
+        ({"stage1": {"pruning": "random"}}, "[stage1] pruning: unknown 'random'"),
+        ({"stage1": {"prune_rounds": 0}}, "[stage1] prune_rounds: an integer >= 1"),
         ({"sweep": {"budgets": [-0.5]}}, "[sweep] budgets: budget -0.5 is neither"),
         ({"sweep": {"budgets": []}}, "[sweep] budgets: empty list"),
         ({"stage3": {"tau": -1.0}}, "[stage3] tau: the temperature must be > 0, got -1.0"),
@@ -55,6 +66,32 @@ def test_bad_input_is_one_line_naming_the_key(sections: dict, needle: str) -> No
         parse_sweep(_doc(**sections))
     assert needle in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_plan_gives_equal_work_one_node() -> None:
+    """SNL ignores the allocation axis and budget 0 has no search: a 3-allocation x 2-method
+    grid over budgets 0 and 1000 is 1 + (3 + 1) stage-2 runs, not 12."""
+    sweep = parse_sweep(
+        _doc(
+            sweep={"budgets": [0, 1000]},
+            stage2={
+                "allocation": ["sensitivity", "uniform", "proportional"],
+                "method": ["activation-ema", "snl"],
+            },
+        )
+    )
+    plan = build_plan(sweep)
+    got = sorted(
+        (n.config.budget, n.labels["method"], n.labels["allocation"]) for n in plan.stage(2)
+    )
+    assert got == [
+        (0, "activation-ema", "uniform"),
+        (1000, "activation-ema", "proportional"),
+        (1000, "activation-ema", "sensitivity"),
+        (1000, "activation-ema", "uniform"),
+        (1000, "snl", "global"),
+    ]
+    assert len(plan.stage(3)) == 5
 
 
 def test_fraction_budgets_resolve_against_the_computed_relu_count() -> None:
