@@ -1,0 +1,181 @@
+"""The fidelity table: does SENet beat what it exists to beat, on real images?
+
+Runs sweeps/fidelity-fashion-mnist.toml (ResNet-20 on Fashion-MNIST; budgets 1, 2, 5, 10 % of
+its ReLUs; sensitivity / uniform / proportional allocation with the activation search, and
+SNL; 3 seeds) through the sweep machinery, then prints, per budget and method, the mean and
+spread of stage-3 test accuracy next to:
+- the ceiling: the all-ReLU teacher (stage 1);
+- floor 1: the same network with zero ReLUs (budget 0, the linearised network), same recipe;
+- floor 2: logistic regression on the pixels of the same training images (C picked on val).
+Selection uses validation only (stages keep their best-validation epoch); test accuracy is only
+reported. A budgeted model that does not clear both floors is flagged.
+
+    python bench/fidelity.py                       # senet run on a local Ray, then the table
+    python bench/fidelity.py --workers 8 --device cuda   # no Ray: a process pool (GPU box)
+Rerunning reuses every finished stage (the store is content-addressed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+import warnings
+from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from orchestrator.plan import Node, build_plan  # noqa: E402
+from orchestrator.records import read_records, row_from_meta, write_record  # noqa: E402
+from orchestrator.sweep import Sweep, load_sweep  # noqa: E402
+from stages.artifacts import read_meta  # noqa: E402
+from stages.data import load_data  # noqa: E402
+
+SWEEP = ROOT / "sweeps" / "fidelity-fashion-mnist.toml"
+
+
+def _execute(job: tuple[dict[str, Any], str, str, str, str, int]) -> float:
+    """One stage execution in a pool worker; returns its compute seconds (0 if it failed:
+    its dependants then fail too, and the table counts what finished)."""
+    import torch
+
+    from stages.config import config_from_dict
+    from stages.pipeline import execute
+
+    node, name, store, workdir, device, threads = job
+    torch.set_num_threads(threads)
+    stage = int(node["stage"])
+    cfg = config_from_dict(stage, node["config"])
+    try:
+        r = execute(
+            stage, cfg, Path(store), node["key"], node["stage1_key"], node["stage2_key"],
+            device=device, provenance={"sweep": name, "run_id": "bench-fidelity"},
+        )  # fmt: skip
+    except Exception as e:  # noqa: BLE001 - reported, the rest of the table goes on
+        print(f"stage {stage} {node['key']} failed: {type(e).__name__}: {e}", flush=True)
+        return 0.0
+    meta = read_meta(Path(r.artifact))
+    assert meta is not None
+    write_record(Path(workdir), name, stage, row_from_meta(meta, name, r.artifact))
+    return float(meta["wall_s"])
+
+
+def run_local(sweep: Sweep, workers: int, device: str) -> None:
+    """Stage by stage over a process pool: the executor seam for a machine without Ray."""
+    plan = build_plan(sweep)
+    threads = 1 if workers > 1 else 2
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        for stage in (1, 2, 3):
+            todo: list[Node] = [n for n in plan.stage(stage) if not plan.is_done(n)]
+            t0 = time.perf_counter()
+            jobs = [
+                (n.to_dict(), sweep.name, str(plan.store), str(sweep.workdir), device, threads)
+                for n in todo
+            ]
+            compute = sum(pool.map(_execute, jobs))
+            print(
+                f"stage {stage}: {len(todo)} executions, {time.perf_counter() - t0:.0f} s wall, "
+                f"{compute:.0f} s compute",
+                flush=True,
+            )
+
+
+def logistic_floor(sweep: Sweep, seed: int) -> tuple[float, float]:
+    """Logistic regression on the pixels of the seed's training images: (val, test) accuracy,
+    the inverse regularisation C picked on validation."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    d = load_data(sweep.dataset, sweep.data_root, sweep.stage1[0].data.val_fraction, seed,
+                  sweep.stage1[0].data.limit)  # fmt: skip
+
+    def flat(split: Any) -> Any:
+        return split.x.reshape(len(split), -1).float().numpy() / 255.0
+
+    best = (-1.0, 0.0)
+    for c in (0.01, 0.1, 1.0):
+        with warnings.catch_warnings():  # lbfgs may stop at max_iter: still a fair floor
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            clf = LogisticRegression(C=c, max_iter=500).fit(flat(d.train), d.train.y.numpy())
+        val = float(clf.score(flat(d.val), d.val.y.numpy()))
+        if val > best[0]:
+            best = (val, float(clf.score(flat(d.test), d.test.y.numpy())))
+    return best
+
+
+def _ms(xs: list[float]) -> str:
+    if not xs:
+        return "-"
+    spread = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{100 * statistics.mean(xs):.1f} ± {100 * spread:.1f}"
+
+
+def table(sweep: Sweep) -> str:
+    rows = read_records(sweep.workdir, sweep=sweep.name).to_pylist()
+    done = [r for r in rows if r["status"] in ("completed", "reused")]
+    teacher = [r["test_acc"] for r in done if r["stage"] == 1]
+    by: dict[tuple[int, str], list[float]] = defaultdict(list)
+    for r in done:
+        if r["stage"] == 3:
+            method = "snl" if r["method"] == "snl" else r["allocation"]
+            by[(r["budget"], method)].append(r["test_acc"])
+    linear = by.pop((0, "uniform"), [])
+    logreg = [logistic_floor(sweep, s)[1] for s in sweep.seeds]
+    floor = max(statistics.mean(linear) if linear else 0.0, statistics.mean(logreg))
+    methods = ("sensitivity", "uniform", "proportional", "snl")
+    out = [
+        f"ceiling, all-ReLU teacher ({sweep.relu_total:,} ReLUs): {_ms(teacher)} % test",
+        f"floor 1, linearised network (budget 0), same recipe: {_ms(linear)} %",
+        f"floor 2, logistic regression on the pixels: {_ms(logreg)} %",
+        "",
+        "| budget | ReLUs | SENet sensitivity | uniform | proportional | SNL |",
+        "|---|---|---|---|---|---|",
+    ]
+    for b in sorted({b for b, _ in by}):
+        cells = []
+        for m in methods:
+            xs = by.get((b, m), [])
+            flag = " (below a floor)" if xs and statistics.mean(xs) <= floor else ""
+            cells.append(_ms(xs) + flag)
+        out.append(f"| {100 * b / sweep.relu_total:.0f} % | {b:,} | " + " | ".join(cells) + " |")
+    out.append(f"(mean ± std of test accuracy, %, over seeds {list(sweep.seeds)}; n per cell: "
+               f"{min((len(v) for v in by.values()), default=0)})")  # fmt: skip
+    return "\n".join(out)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--sweep", type=Path, default=SWEEP, help="sweep file (%(default)s)")
+    ap.add_argument("--workdir", type=Path, default=None, help="default: the sweep's")
+    ap.add_argument("--workers", type=int, default=0,
+                    help="0: `senet run` on a local Ray; N: a pool of N processes, no Ray")  # fmt: skip
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    ap.add_argument("--table-only", action="store_true", help="print the table from the records")
+    ap.add_argument("--run-only", action="store_true", help="run the stages, print no table")
+    args = ap.parse_args()
+    sweep = load_sweep(args.sweep, args.workdir)
+    t0 = time.perf_counter()
+    if not args.table_only:
+        if args.workers:
+            run_local(sweep, args.workers, args.device)
+        else:
+            cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(args.sweep)]
+            cmd += ["--device", args.device] + (
+                ["--workdir", str(args.workdir)] if args.workdir else []
+            )
+            subprocess.run(cmd, check=False, cwd=ROOT)
+    if not args.run_only:
+        print(table(sweep))
+    print(f"({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
