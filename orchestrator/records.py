@@ -76,7 +76,7 @@ def record_path(workdir: Path, sweep: str, stage: int, key: str) -> Path:
 
 
 def _ts(seconds: float | None) -> dt.datetime | None:
-    return None if seconds is None else dt.datetime.fromtimestamp(seconds, tz=dt.timezone.utc)
+    return None if seconds is None else dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
 
 
 def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -231,7 +231,7 @@ def row_without_artifact(
         "val_acc": last.get("val_acc"),
         "status": status,
         "error": error,
-        "finished_at": dt.datetime.now(tz=dt.timezone.utc),
+        "finished_at": dt.datetime.now(tz=dt.UTC),
         "slurm_job_id": provenance.get("slurm_job_id"),
         "ray_trial_id": provenance.get("ray_trial_id"),
         "code_version": provenance.get("code_version"),

@@ -147,7 +147,7 @@ def _typed(col: str, value: str, clause: str) -> Any:
             raise UserError(
                 f"--where {clause!r}: {col} is a time; write it as ISO, e.g. 2025-01-31T12:00"
             ) from None
-        return pa.scalar(when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc), kind)
+        return pa.scalar(when if when.tzinfo else when.replace(tzinfo=dt.UTC), kind)
     if pa.types.is_list(kind):
         raise UserError(f"--where {clause!r}: {col} is a list column and cannot be compared")
     return value

@@ -10,11 +10,10 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from stages.allocation import ALLOCATIONS, BudgetError
 from stages.config import DataConfig, OptimConfig, Stage1Config, Stage2Config, Stage3Config

@@ -18,7 +18,7 @@ from orchestrator.errors import UserError
 from orchestrator.records import write_record
 from orchestrator.reference import REFERENCES
 
-T0 = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.timezone.utc)
+T0 = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def _rec(workdir: Path, sweep: str, stage: int, key: str, **kw: object) -> None:
