@@ -21,7 +21,7 @@ from stages.data import DATASETS, needs_root, root_hint
 from stages.models import MODELS
 from stages.partial_relu import GRANULARITIES
 from stages.pruning import PRUNINGS
-from stages.stage2 import INITS, METHODS
+from stages.stage2 import INITS, METHODS, RELAXED
 
 from .budget import resolve_budget
 
@@ -165,8 +165,8 @@ def _check_stage_values(section: str, cfgs: list[Any]) -> None:
                 f"[stage2] method: unknown {c.method!r}; choose one of: {', '.join(METHODS)}",
             )
             _check(
-                c.method != "snl" or c.granularity == "pixel",
-                "[stage2] granularity: snl searches one alpha per position; use pixel",
+                c.method not in RELAXED or c.granularity == "pixel",
+                f"[stage2] granularity: {c.method} searches one alpha per position; use pixel",
             )
             for k in ("score_momentum", "freeze"):
                 v = getattr(c, k)

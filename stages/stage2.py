@@ -11,7 +11,8 @@ ce_weight * CE + (1 - ce_weight) * KD_tau while a search decides its masks:
   low, so the per-epoch score alone flips it back out (a period-2 oscillation).
 - `activation`: the method note's per-epoch top-r_l of that sum, kept as a named variant.
 - `scores`: trainable real-valued scores per position, top-r_l with a straight-through gradient.
-- `snl`: SNL's global L1 search (stages/snl.py), the peer SENet is measured against.
+- `snl`: SNL's global L1 search (stages/snl.py), the peer SENet is measured against;
+  `alpha`: the same relaxation within SENet's per-layer budgets r_l.
 The (weights, mask) pair with the best validation accuracy is kept (SNL: its final pair).
 """
 
@@ -34,7 +35,8 @@ from .snl import SNLSearch
 from .stage1 import build_from_meta, data_config, load_teacher
 from .train import EpochCallback, Timer, commit, context, fit
 
-METHODS = ("activation-ema", "activation", "scores", "snl")
+METHODS = ("activation-ema", "activation", "scores", "snl", "alpha")
+RELAXED = ("snl", "alpha")  # SNL's L1-relaxed alphas: from the teacher's weights, Adam
 INITS = ("random", "teacher")
 GLOBAL = "global"  # SNL's allocation: one budget over all layers
 
@@ -52,8 +54,8 @@ def check_config(cfg: Stage2Config) -> None:
         raise ValueError(f"unknown init {cfg.init!r}; choose one of: {INITS}")
     if cfg.tau <= 0:
         raise ValueError(f"temperature tau must be > 0, got {cfg.tau}")
-    if cfg.method == "snl" and cfg.granularity != "pixel":
-        raise ValueError("snl searches one alpha per position: granularity must be pixel")
+    if cfg.method in RELAXED and cfg.granularity != "pixel":
+        raise ValueError(f"{cfg.method} searches one alpha per position: granularity must be pixel")
 
 
 def canonical(cfg: Stage2Config) -> Stage2Config:
@@ -67,6 +69,8 @@ def canonical(cfg: Stage2Config) -> Stage2Config:
         return dataclasses.replace(cfg, **{k: getattr(base, k) for k in search + snl})
     if cfg.method == "snl":
         return dataclasses.replace(cfg, allocation=GLOBAL, init="teacher")
+    if cfg.method == "alpha":
+        return dataclasses.replace(cfg, init="teacher")
     return cfg
 
 
@@ -181,7 +185,7 @@ def run_stage2(
     ctx = context(data_config(meta1), seed, cfg.optim.batch_size, device, timer)
     teacher, _ = load_teacher(Path(stage1_dir), ctx.device)
     student = build_from_meta(meta1, ctx.device)
-    if cfg.init == "teacher" or cfg.method == "snl":
+    if cfg.init == "teacher" or cfg.method in RELAXED:
         student.load_state_dict(teacher.state_dict())
     named, t_named = dict(student.named_modules()), dict(teacher.named_modules())
     mods: dict[str, PartialReLU] = {n: named[n] for n in budgets}  # type: ignore[misc]
@@ -193,8 +197,9 @@ def run_stage2(
         named[n].register_forward_hook(lambda _m, _i, o, n=n: acts_s.__setitem__(n, o))
         t_named[n].register_forward_hook(lambda _m, _i, o, n=n: acts_t.__setitem__(n, o))
     search: SNLSearch | ActivationSearch
-    if cfg.method == "snl":
-        search = SNLSearch(cfg, mods, cfg.optim.epochs * len(ctx.train))
+    if cfg.method in RELAXED:
+        per_layer = None if cfg.method == "snl" else budgets
+        search = SNLSearch(cfg, mods, cfg.optim.epochs * len(ctx.train), per_layer)
     else:
         search = ActivationSearch(cfg, mods, budgets)
 
@@ -248,7 +253,7 @@ def run_stage2(
         "granularity": cfg.granularity,
         "method": cfg.method,
         "init": "teacher" if snl else cfg.init,
-        "layer_budgets": budgeted if snl else budgets,
+        "layer_budgets": budgeted if cfg.method == "snl" else budgets,
         "relu_count": total,
         "relu_total": meta1["relu_total"],
         "relu_per_layer": list(per_layer.values()),

@@ -88,6 +88,19 @@ def test_snl_spends_one_global_budget_exactly(teacher: Path, tmp_path: Path) -> 
     assert isinstance(meta["snl_converged"], bool) and meta["snl_lambda"] >= cfg.snl_lambda
 
 
+def test_alpha_relaxation_keeps_senet_per_layer_budgets(teacher: Path, tmp_path: Path) -> None:
+    """`alpha`: SNL's relaxation inside SENet's r_l, so allocation and mask search can be
+    told apart; every layer ends at exactly its r_l."""
+    cfg = Stage2Config(budget=701, method="alpha", snl_alpha_lr=0.05, optim=_optim(2))
+    assert canonical(cfg).init == "teacher" and canonical(cfg).allocation == "sensitivity"
+    run_stage2(canonical(cfg), teacher, tmp_path / "a", "k", device="cpu")
+    meta = read_meta(tmp_path / "a")
+    assert meta is not None and (meta["method"], meta["allocation"]) == ("alpha", "sensitivity")
+    total, per_layer = model_relu_count(_model(tmp_path / "a", teacher))
+    assert total == 701 and per_layer == meta["layer_budgets"]
+    assert len(set(per_layer.values())) > 1  # the sensitivity allocation, not an even split
+
+
 def test_budget_zero_is_the_linearised_network(teacher: Path, tmp_path: Path) -> None:
     run_stage2(Stage2Config(budget=0, optim=_optim(1)), teacher, tmp_path / "z", "k", device="cpu")
     model = _model(tmp_path / "z", teacher)
