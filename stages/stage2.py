@@ -196,10 +196,11 @@ def run_stage2(
     for n in budgets:
         named[n].register_forward_hook(lambda _m, _i, o, n=n: acts_s.__setitem__(n, o))
         t_named[n].register_forward_hook(lambda _m, _i, o, n=n: acts_t.__setitem__(n, o))
+    relaxed = cfg.method in RELAXED
     search: SNLSearch | ActivationSearch
-    if cfg.method in RELAXED:
-        per_layer = None if cfg.method == "snl" else budgets
-        search = SNLSearch(cfg, mods, cfg.optim.epochs * len(ctx.train), per_layer)
+    if relaxed:
+        targets = None if cfg.method == "snl" else budgets  # snl: one global budget
+        search = SNLSearch(cfg, mods, cfg.optim.epochs * len(ctx.train), targets)
     else:
         search = ActivationSearch(cfg, mods, budgets)
 
@@ -216,7 +217,6 @@ def run_stage2(
         search.observe(acts_t, acts_s)
         return loss
 
-    snl = isinstance(search, SNLSearch)
     done = fit(
         ctx,
         student,
@@ -225,23 +225,22 @@ def run_stage2(
         checkpoint,
         on_epoch,
         after_epoch=search.end_epoch,
-        stop=search.reached if snl else None,
-        optimizer=search.optimizer(student) if snl else None,  # type: ignore[union-attr]
+        stop=search.reached if relaxed else None,  # type: ignore[union-attr]
+        optimizer=search.optimizer(student) if relaxed else None,  # type: ignore[union-attr]
         extra_state=search.state,
         load_extra=search.load,
-        selectable=None if snl else search.at_budget,  # type: ignore[union-attr]
+        selectable=None if relaxed else search.at_budget,  # type: ignore[union-attr]
     )
 
     extra: dict[str, Any] = {}
     if isinstance(search, SNLSearch):
-        extra = search.finalize()  # SNL's result is its final (weights, mask), binarised
+        extra = search.finalize()  # a relaxed search's result: its final weights, binarised
     else:
         for m in mods.values():
             m.finalize_scores()
         best = {k: v for k, v in done.best_state.items() if not k.endswith(".scores")}
         student.load_state_dict(best, strict=False)
     total, per_layer = model_relu_count(student, meta1["include_stem"])
-    budgeted = {n: per_layer[n] for n in budgets}
     hamming = [row["hamming"] for row in done.history if "hamming" in row]
     meta = {
         "parent_key": meta1["key"],
@@ -252,8 +251,9 @@ def run_stage2(
         "allocation": cfg.allocation,
         "granularity": cfg.granularity,
         "method": cfg.method,
-        "init": "teacher" if snl else cfg.init,
-        "layer_budgets": budgeted if cfg.method == "snl" else budgets,
+        "init": "teacher" if relaxed else cfg.init,
+        # snl decides its per-layer counts itself: record those it ended with
+        "layer_budgets": {n: per_layer[n] for n in budgets} if cfg.method == "snl" else budgets,
         "relu_count": total,
         "relu_total": meta1["relu_total"],
         "relu_per_layer": list(per_layer.values()),
