@@ -117,6 +117,20 @@ def _ms(xs: list[float]) -> str:
     return f"{100 * statistics.mean(xs):.1f} ± {100 * spread:.1f}"
 
 
+# Columns in this order when present: SENet's allocations (default search), then SNL.
+COLUMNS = ("sensitivity", "uniform", "proportional", "snl")
+
+
+def column(record: dict[str, Any]) -> str:
+    """A stage-3 record's column: its allocation for SENet's default search, `snl` for SNL,
+    `<method> <allocation>` for any other search (e.g. `alpha sensitivity`)."""
+    if record["method"] == "snl":
+        return "snl"
+    if record["method"] in (None, "activation-ema") or record["budget"] == 0:
+        return record["allocation"]
+    return f"{record['method']} {record['allocation']}"
+
+
 def table(sweep: Sweep) -> str:
     rows = read_records(sweep.workdir, sweep=sweep.name).to_pylist()
     done = [r for r in rows if r["status"] in ("completed", "reused")]
@@ -124,19 +138,19 @@ def table(sweep: Sweep) -> str:
     by: dict[tuple[int, str], list[float]] = defaultdict(list)
     for r in done:
         if r["stage"] == 3:
-            method = "snl" if r["method"] == "snl" else r["allocation"]
-            by[(r["budget"], method)].append(r["test_acc"])
+            by[(r["budget"], column(r))].append(r["test_acc"])
     linear = by.pop((0, "uniform"), [])
     logreg = [logistic_floor(sweep, s)[1] for s in sweep.seeds]
     floor = max(statistics.mean(linear) if linear else 0.0, statistics.mean(logreg))
-    methods = ("sensitivity", "uniform", "proportional", "snl")
+    present = {m for _, m in by}
+    methods = [m for m in COLUMNS if m in present] + sorted(present - set(COLUMNS))
     out = [
         f"ceiling, all-ReLU teacher ({sweep.relu_total:,} ReLUs): {_ms(teacher)} % test",
         f"floor 1, linearised network (budget 0), same recipe: {_ms(linear)} %",
         f"floor 2, logistic regression on the pixels: {_ms(logreg)} %",
         "",
-        "| budget | ReLUs | SENet sensitivity | uniform | proportional | SNL |",
-        "|---|---|---|---|---|---|",
+        "| budget | ReLUs | " + " | ".join(methods) + " |",
+        "|---|---|" + "---|" * len(methods),
     ]
     for b in sorted({b for b, _ in by}):
         cells = []
