@@ -32,9 +32,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.plan import Node, build_plan  # noqa: E402
-from orchestrator.records import read_records, row_from_meta, write_record  # noqa: E402
-from orchestrator.sweep import Sweep, load_sweep  # noqa: E402
+from orchestrator.plan.plan import Node, build_plan  # noqa: E402
+from orchestrator.records.read import read_records  # noqa: E402
+from orchestrator.records.schema import row_from_meta  # noqa: E402
+from orchestrator.records.write import write_record  # noqa: E402
+from orchestrator.spec.sweep import Sweep, load_sweep  # noqa: E402
 from stages.artifacts import read_meta  # noqa: E402
 from stages.data import load_data  # noqa: E402
 

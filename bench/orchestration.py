@@ -19,12 +19,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+ROOT = Path(__file__).resolve().parents[1]
+# The repo root before tests/: tests/orchestrator (the tests' mirror of the package, no
+# __init__.py) would otherwise shadow the orchestrator package as a namespace package.
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from support import write_sweep  # noqa: E402
 
-from orchestrator.driver import run_sweep  # noqa: E402
-from orchestrator.sweep import load_sweep  # noqa: E402
+from orchestrator.run.driver import run_sweep  # noqa: E402
+from orchestrator.spec.sweep import load_sweep  # noqa: E402
 from stages.artifacts import artifact_dir, read_meta  # noqa: E402
 
 

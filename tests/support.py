@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 TINY = """\
@@ -120,3 +121,72 @@ def write_optuna_sweep(
         )
     )
     return path
+
+
+T0 = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
+
+
+def write_test_record(workdir: Path, sweep: str, stage: int, key: str, **kw: object) -> None:
+    """One hand-made Parquet record (no Ray, no training): a completed resnet18/cifar100 run
+    started at T0 unless `kw` says otherwise."""
+    from orchestrator.records.write import write_record
+
+    row = {
+        "schema_version": 1,
+        "key": key,
+        "model": "resnet18",
+        "dataset": "cifar100",
+        "seed": 0,
+        "allocation": "sensitivity",
+        "status": "completed",
+        "started_at": T0,
+        "finished_at": T0 + dt.timedelta(minutes=5),
+    } | kw
+    write_record(workdir, sweep, stage, row)
+
+
+def write_two_sweeps(tmp_path: Path) -> Path:
+    """Records of two sweeps under tmp_path/work; budget 50k of sweep `a` has a trap: the best
+    test_acc is not the best val."""
+    w = tmp_path / "work"
+    write_test_record(w, "a", 1, "a1", val_acc=0.80, test_acc=0.79)
+    write_test_record(w, "a", 2, "a2", budget=50000, relu_count=50000, val_acc=0.60, test_acc=0.59)
+    stage3 = [
+        # key, budget, relu_count, val, test, tau, status
+        ("a3x", 50000, 49000, 0.70, 0.99, 2.0, "completed"),  # best test, not best val
+        ("a3y", 50000, 49500, 0.72, 0.70, 4.0, "completed"),
+        ("a3z", 50000, 48000, 0.72, 0.71, 8.0, "reused"),  # same val, fewer ReLUs: wins
+        ("a3w", 100000, 99000, 0.76, 0.75, 4.0, "completed"),
+        ("a3f", 100000, None, None, None, 16.0, "failed"),
+        ("a3s", 50000, 47000, 0.90, 0.90, 1.0, "stopped"),  # ASHA-stopped: never ranked
+    ]
+    for key, budget, count, val, test, tau, status in stage3:
+        write_test_record(
+            w,
+            "a",
+            3,
+            key,
+            budget=budget,
+            relu_count=count,
+            val_acc=val,
+            test_acc=test,
+            tau=tau,
+            gamma=0.1,
+            alpha=0.9,
+            beta=1000.0,
+            status=status,
+            relu_per_layer=None if count is None else [count // 2, count - count // 2],
+        )
+    write_test_record(
+        w,
+        "b",
+        3,
+        "b3a",
+        budget=50000,
+        relu_count=50000,
+        val_acc=0.65,
+        test_acc=0.64,
+        tau=4.0,
+        allocation="uniform",
+    )
+    return w

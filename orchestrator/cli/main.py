@@ -1,0 +1,130 @@
+"""`senet`: the command line. Each subcommand imports what it needs when it runs, so that
+`senet relu-count` answers in a second and `senet --help` never waits for Ray."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from orchestrator.errors import UserError
+
+DESCRIPTION = """\
+SENet ReLU-budget sweeps: measure per-layer ReLU sensitivity, search where the ReLUs go,
+and fine-tune by distillation, for many budgets and distillation settings at once.
+
+Start here:  senet validate sweeps/demo.toml   then   senet run sweeps/demo.toml
+Debug path:  senet pipeline --model resnet20 --dataset digits --budget 2000
+"""
+
+
+def _add_relu_count(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "relu-count",
+        help="per-layer ReLU counts of a model",
+        description="Print each ReLU layer's activation shape and ReLU count for one image; "
+        "the last line is `total <N>`.",
+    )
+    p.add_argument("model", help="resnet18 | resnet20 | wrn22_8 | vgg16_bn")
+    p.add_argument("--input-size", type=int, default=32, help="image side in pixels (32)")
+    p.add_argument("--in-channels", type=int, default=3, help="image channels (3)")
+    p.add_argument(
+        "--no-stem", action="store_true", help="exclude the stem ReLU (SNL's convention)"
+    )
+    p.set_defaults(func=cmd_relu_count)
+
+
+def cmd_relu_count(args: argparse.Namespace) -> int:
+    from stages.models import MODELS, build_model
+    from stages.partial_relu import relu_layers
+
+    if args.model not in MODELS:
+        raise UserError(f"unknown model {args.model!r}; choose one of: {', '.join(sorted(MODELS))}")
+    if args.input_size < 1:
+        raise UserError(f"--input-size must be positive, got {args.input_size}")
+    model = build_model(args.model, 10, args.in_channels)
+    try:
+        layers = relu_layers(model, args.input_size, args.in_channels, not args.no_stem)
+    except RuntimeError as e:
+        raise UserError(f"{args.model} cannot run at --input-size {args.input_size}: {e}") from e
+    width = max(len(layer.name) for layer in layers)
+    print(f"{'layer':<{width}}  {'shape (C,H,W)':>16}  {'ReLUs':>10}")
+    for layer in layers:
+        shape = "x".join(map(str, layer.shape))
+        print(f"{layer.name:<{width}}  {shape:>16}  {layer.count:>10,}")
+    print(f"total {sum(layer.count for layer in layers)}")
+    return 0
+
+
+def _add_pipeline(sub: argparse._SubParsersAction) -> None:
+    from orchestrator.cli.pipeline_cmd import add_arguments, cmd_pipeline
+
+    p = sub.add_parser(
+        "pipeline",
+        help="run the three stages in this process (no Ray): the debug path",
+        description="Run stage 1 (sensitivity), stage 2 (mask search) and stage 3 (distillation) "
+        "for one budget in this process and print accuracy and ReLU count. Artifacts go to a "
+        "content-addressed store, so a rerun reuses finished stages.",
+    )
+    add_arguments(p)
+    p.set_defaults(func=cmd_pipeline)
+
+
+def _add_sweep_commands(sub: argparse._SubParsersAction) -> None:
+    from orchestrator.cli.sweep_cmds import add_run, add_validate
+
+    add_validate(sub)
+    add_run(sub)
+
+
+def _add_slurm(sub: argparse._SubParsersAction) -> None:
+    from orchestrator.cli.slurm_cmds import add_slurm_commands
+
+    add_slurm_commands(sub)
+
+
+def _add_results(sub: argparse._SubParsersAction) -> None:
+    from orchestrator.cli.results_cmd import add_results
+
+    add_results(sub)
+
+
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_sweep_commands,
+    _add_relu_count,
+    _add_pipeline,
+    _add_results,
+    _add_slurm,
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="senet", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except UserError as e:
+        print(f"senet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            f"senet {args.command}: interrupted; rerun the same command to resume", file=sys.stderr
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

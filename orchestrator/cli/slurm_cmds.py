@@ -1,0 +1,92 @@
+"""`senet submit`, `senet status`, `senet cancel`: the Slurm commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_slurm_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "submit",
+        help="submit a sweep as one Slurm job holding a Ray cluster",
+        description="Submit the sweep as ONE Slurm job (through submitit): node 0 starts the Ray "
+        "head and the sweep driver, the other nodes join as Ray workers. The job is "
+        "checkpointable: on preemption or near its time limit it stops cleanly and requeues, "
+        "and the sweep resumes without rerunning finished stages. Prints the job id and the "
+        "workdir; --wait streams progress and exits with the sweep's status.",
+    )
+    p.add_argument("sweep", type=Path, help="sweep file (TOML)")
+    p.add_argument("--nodes", type=int, default=1, help="Slurm nodes (1)")
+    p.add_argument("--cpus-per-node", type=int, default=1, help="CPUs per node for Ray (1)")
+    p.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node for Ray (0)")
+    p.add_argument("--partition", default=None, help="Slurm partition (the cluster's default)")
+    p.add_argument("--time", type=int, default=60, help="time limit in minutes (60)")
+    p.add_argument("--account", default=None, help="Slurm account")
+    p.add_argument("--qos", default=None, help="Slurm quality of service")
+    p.add_argument("--mem", default=None, help="memory per node, e.g. 64G (the cluster's default)")
+    p.add_argument(
+        "--signal-delay",
+        type=int,
+        default=120,
+        help="seconds before the time limit at which the job stops and requeues (120)",
+    )
+    p.add_argument(
+        "--raylets-per-node", type=int, default=1, help=argparse.SUPPRESS
+    )  # tests on one box
+    p.add_argument("--workdir", type=Path, default=None, help="override the file's workdir")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="stream progress until the job ends; exit with its status",
+    )
+    p.set_defaults(func=cmd_submit)
+
+    s = sub.add_parser("status", help="Slurm job state and sweep progress of a workdir")
+    s.add_argument("workdir", type=Path)
+    s.set_defaults(func=cmd_status)
+    c = sub.add_parser("cancel", help="cancel a workdir's Slurm job (finished stages are kept)")
+    c.add_argument("workdir", type=Path)
+    c.set_defaults(func=cmd_cancel)
+
+
+def _printer(line: str) -> None:
+    print(line, flush=True)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from orchestrator.slurm.submit import SlurmRequest, follow, submit
+    from orchestrator.spec.sweep import load_or_fail
+
+    sweep = load_or_fail(args.sweep, args.workdir)
+    request = SlurmRequest(
+        nodes=args.nodes,
+        cpus_per_node=args.cpus_per_node,
+        gpus_per_node=args.gpus_per_node,
+        partition=args.partition,
+        time_min=args.time,
+        account=args.account,
+        qos=args.qos,
+        mem=args.mem,
+        raylets_per_node=args.raylets_per_node,
+        signal_delay_s=args.signal_delay,
+    )
+    job, folder = submit(sweep, request, args.device)
+    _printer(f"submitted Slurm job {job.job_id}; workdir {sweep.workdir}; logs {folder}")
+    if not args.wait:
+        _printer(f"follow it with: senet status {sweep.workdir}")
+        return 0
+    return follow(job, _printer)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from orchestrator.slurm.submit import status
+
+    return status(args.workdir.resolve(), _printer)
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from orchestrator.slurm.submit import cancel
+
+    return cancel(args.workdir.resolve(), _printer)

@@ -1,0 +1,106 @@
+"""From a validated sweep to the stage executions it needs, as a dependency graph.
+
+Stage 1 runs once per seed; stage 2 once per (stage-1 result, budget, stage-2 setting);
+stage 3 once per (stage-2 result, stage-3 setting). Every node is named by its content key,
+so equal work collapses to one node, and a node whose artifact exists in the store is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator.spec.sweep import Sweep
+from stages.artifacts import artifact_dir, content_key, jsonable, read_meta
+from stages.stage2 import canonical
+
+
+@dataclass(frozen=True)
+class Node:
+    """One stage execution."""
+
+    stage: int
+    key: str
+    config: Any  # Stage1Config | Stage2Config | Stage3Config
+    stage1_key: str | None = None
+    stage2_key: str | None = None
+    labels: dict[str, Any] = field(default_factory=dict, compare=False)  # seed, budget, tau…
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form, as sent to a Tune trial."""
+        return {
+            "stage": self.stage,
+            "key": self.key,
+            "config": jsonable(self.config),
+            "stage1_key": self.stage1_key,
+            "stage2_key": self.stage2_key,
+            "labels": self.labels,
+        }
+
+
+def stage1_node(cfg: Any) -> Node:
+    return Node(1, content_key(1, cfg), cfg, labels={"seed": cfg.seed})
+
+
+def stage2_node(parent: Node, cfg: Any) -> Node:
+    cfg = canonical(cfg)  # equal work, one key: SNL's global budget, budget 0's no search
+    labels = {**parent.labels, "budget": cfg.budget, "allocation": cfg.allocation}
+    labels.update(granularity=cfg.granularity, method=cfg.method, init=cfg.init)
+    return Node(2, content_key(2, cfg, [parent.key]), cfg, parent.key, labels=labels)
+
+
+def stage3_node(parent: Node, cfg: Any) -> Node:
+    labels = {**parent.labels, "tau": cfg.tau, "gamma": cfg.gamma, "alpha": cfg.alpha}
+    labels.update(beta=cfg.beta, lr=cfg.optim.lr, epochs=cfg.optim.epochs)
+    key = content_key(3, cfg, [parent.key])
+    return Node(3, key, cfg, parent.stage1_key, parent.key, labels)
+
+
+@dataclass
+class Plan:
+    sweep: Sweep
+    nodes: dict[str, Node]  # by key, parents before children
+
+    @property
+    def store(self) -> Path:
+        return self.sweep.workdir / "store"
+
+    def stage(self, n: int) -> list[Node]:
+        return [node for node in self.nodes.values() if node.stage == n]
+
+    def is_done(self, node: Node) -> bool:
+        return read_meta(artifact_dir(self.store, node.stage, node.key)) is not None
+
+    def done_keys(self) -> set[str]:
+        return {k for k, node in self.nodes.items() if self.is_done(node)}
+
+    def summary(self) -> dict[str, dict[str, int]]:
+        """{"stage1": {"total": n, "done": k}, ...}: what `senet validate --json` prints."""
+        done = self.done_keys()
+        return {
+            f"stage{n}": {
+                "total": len(self.stage(n)),
+                "done": sum(1 for node in self.stage(n) if node.key in done),
+            }
+            for n in (1, 2, 3)
+        }
+
+
+def build_plan(sweep: Sweep, stage3_configs: list[Any] | None = None) -> Plan:
+    """Every node the sweep needs. `stage3_configs` overrides the sweep's stage-3 grid (the
+    Optuna modes add their sampled settings one at a time)."""
+    nodes: dict[str, Node] = {}
+    s3 = list(sweep.stage3) if stage3_configs is None else stage3_configs
+    for c1 in sweep.stage1:
+        n1 = stage1_node(c1)
+        nodes.setdefault(n1.key, n1)
+        for budget in sweep.budgets:
+            for c2 in sweep.stage2:
+                n2 = stage2_node(n1, dataclasses.replace(c2, budget=budget))
+                nodes.setdefault(n2.key, n2)
+                for c3 in s3:
+                    n3 = stage3_node(n2, c3)
+                    nodes.setdefault(n3.key, n3)
+    return Plan(sweep, nodes)

@@ -1,0 +1,240 @@
+"""Run a sweep on Ray Tune: connect to Ray, hand the plan's unfinished nodes to Tune through
+the DAG searcher, stream progress, write records, return a summary.
+
+Resuming needs no Tune state: the content-addressed store says what is done, so rerunning the
+same command (after Ctrl-C, kill -9, preemption) plans only what is missing, and an
+interrupted stage continues from its own epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.plan.plan import Node, Plan, build_plan
+from orchestrator.records.schema import code_version, row_without_artifact
+from orchestrator.records.write import reconcile_records, write_record
+from orchestrator.spec.sweep import Sweep
+
+Printer = Callable[[str], None]
+
+
+class ConnectError(RuntimeError):
+    """Ray cannot be reached: the message says which address and how to fix it."""
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    executed: dict[int, int]  # stage -> executions this run
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    wall_s: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed and not self.skipped and not self.interrupted
+
+
+def _check_reachable(address: str, source: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not hang, when an address points at no Ray."""
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConnectError(f"{source} {address!r} is not host:port (e.g. 10.0.0.5:6379)")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise ConnectError(
+            f"cannot reach Ray at {address} (from {source}): {e.strerror or e}; start the head "
+            f"with `ray start --head` or fix {source}"
+            + (" (unset RAY_ADDRESS to run on a local Ray)" if source == "RAY_ADDRESS" else "")
+        ) from None
+
+
+def connect(address: str | None) -> bool:
+    """Join `address` (or RAY_ADDRESS) or start a private local Ray. True when we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    source = "--address"
+    if address is None and os.environ.get("RAY_ADDRESS"):
+        address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
+    if address and address not in ("local", "auto"):
+        _check_reachable(address, source)
+    os.environ.pop("RAY_ADDRESS", None)  # never let a stale value reach ray.init
+    common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
+    common["logging_level"] = "ERROR"
+    if address and address != "local":
+        try:
+            ray.init(
+                address=address, **{k: v for k, v in common.items() if k != "include_dashboard"}
+            )
+        except (ConnectionError, RuntimeError) as e:
+            hint = (
+                ""
+                if os.environ.get("RAY_AUTH_MODE")
+                else " (a cluster with token auth needs RAY_AUTH_MODE=token and its token)"
+            )
+            raise ConnectError(
+                f"cannot join Ray at {address} (from {source}): {str(e).splitlines()[0]}{hint}"
+            ) from None
+        return False
+    ray.init(address="local", num_cpus=os.cpu_count() or 1, **common)
+    return True
+
+
+def _reconcile_records(plan: Plan, nodes: Iterable[Node] = ()) -> int:
+    """Records of the plan's finished nodes (and of `nodes`, those sampled while it ran)."""
+    sweep = plan.sweep
+    return reconcile_records(sweep.workdir, sweep.name, plan.store, [*plan.nodes.values(), *nodes])
+
+
+def run_sweep(
+    sweep: Sweep,
+    address: str | None = None,
+    printer: Printer = print,
+    device: str = "auto",
+    listeners: list[Callable[[str, Any, dict[str, Any] | None], None]] | None = None,
+) -> RunSummary:
+    """Run every unfinished stage execution of `sweep` as Tune trials; returns what happened."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
+    from ray import tune
+
+    from orchestrator.plan.dag import DagSearcher
+    from orchestrator.run.callbacks import FailureRecorder, Progress, StatusTicker
+    from orchestrator.run.trial import stage_trainable
+
+    t0 = time.monotonic()
+    optuna = sweep.search.optuna  # OptunaSettings in the Optuna modes: stage 3 is sampled
+    plan = build_plan(sweep, [] if optuna else None)
+    run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+    sweep.workdir.mkdir(parents=True, exist_ok=True)
+    _reconcile_records(plan)
+    done = plan.done_keys()
+    todo = [n for n in plan.nodes.values() if n.key not in done]
+    summary = RunSummary(run_id, {1: 0, 2: 0, 3: 0})
+    printer(
+        f"sweep {sweep.name}: {len(plan.nodes)} stage executions planned, {len(done)} already done, {len(todo)} to run"
+    )
+    trials_left = 0
+    if optuna:
+        from orchestrator.search.studies import finished_counts, journal_path, study_names
+
+        names = list(study_names(sweep.name, optuna, sweep.budgets).values())
+        finished = finished_counts(sweep.workdir, names)
+        trials_left = sum(max(0, optuna.trials - n) for n in finished.values())
+        printer(
+            f"optuna ({optuna.mode}, {optuna.sampler}, seed {optuna.seed}): {len(names)} studies, "
+            f"{sum(finished.values())} trials finished, {trials_left} to run; study journal "
+            f"{journal_path(sweep.workdir)}"
+        )
+    if not todo and not trials_left:
+        summary.wall_s = time.monotonic() - t0
+        return summary
+
+    started_local = connect(address)
+    searcher: Any = None
+    import ray
+
+    try:
+        res = sweep.resources
+        cluster_cpus = ray.cluster_resources().get("CPU", 1)
+        if res.cpus > cluster_cpus or res.gpus > ray.cluster_resources().get("GPU", 0):
+            raise ConnectError(
+                f"[resources] asks {res.cpus} CPUs / {res.gpus} GPUs per trial but the Ray cluster has "
+                f"{cluster_cpus:g} CPUs / {ray.cluster_resources().get('GPU', 0):g} GPUs"
+            )
+        max_conc = res.max_concurrent or max(1, int(cluster_cpus // res.cpus))
+        trial_config = {
+            "store": str(plan.store),
+            "workdir": str(sweep.workdir),
+            "sweep": sweep.name,
+            "run_id": run_id,
+            "code_version": code_version(),
+            "cpus": res.cpus,
+            "device": device if res.gpus > 0 or device != "auto" else "cpu",
+        }
+        source, scheduler = None, None
+        if optuna:
+            from orchestrator.search.asha import PerBudgetASHA
+            from orchestrator.search.source import OptunaSource
+
+            # Stage-1/2 trials do not report the stage-3 metric ASHA and Optuna watch.
+            os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+            source = OptunaSource(sweep, optuna, max_conc)
+            if source.stale:
+                printer(
+                    f"optuna: {source.stale} trials left RUNNING by an interrupted run marked FAIL"
+                )
+            if optuna.asha:
+                scheduler = PerBudgetASHA(sweep.stage3[0].optim.epochs, **optuna.asha)
+        searcher = DagSearcher(list(plan.nodes.values()), done, trial_config, source)
+        searcher.listeners.append(_stopped_recorder(sweep, searcher, trial_config))
+        progress = Progress(searcher, printer)
+        searcher.listeners.append(progress.event)
+        searcher.listeners.extend(listeners or [])
+        failures = FailureRecorder(sweep, trial_config)
+        tuner = tune.Tuner(
+            tune.with_resources(stage_trainable, {"cpu": res.cpus, "gpu": res.gpus}),
+            tune_config=tune.TuneConfig(
+                search_alg=searcher,
+                num_samples=-1,
+                max_concurrent_trials=max_conc,
+                reuse_actors=True,
+                scheduler=scheduler,
+            ),
+            run_config=tune.RunConfig(
+                name=f"{sweep.name}-{run_id}",
+                storage_path=str(sweep.workdir / "tune"),
+                failure_config=tune.FailureConfig(max_failures=res.retries),
+                callbacks=[failures, StatusTicker(progress)],
+                verbose=0,
+            ),
+        )
+        printer(
+            f"Ray: {cluster_cpus:g} CPUs, up to {max_conc} concurrent trials of {res.cpus:g} CPU / {res.gpus:g} GPU; Tune state in {sweep.workdir / 'tune'}"
+        )
+        try:
+            tuner.fit()
+        except KeyboardInterrupt:
+            summary.interrupted = True
+        if searcher.pending or searcher.running or (source and not source.exhausted()):
+            summary.interrupted = True
+        summary.executed = dict(searcher.executed)
+        summary.failed = sorted(searcher.failed)
+        summary.skipped = sorted(searcher.skipped)
+        progress.status()
+    finally:
+        _reconcile_records(plan, searcher.nodes.values() if searcher is not None else ())
+        if started_local:
+            ray.shutdown()
+    summary.wall_s = time.monotonic() - t0
+    return summary
+
+
+def _stopped_recorder(
+    sweep: Sweep, searcher: Any, trial_config: dict[str, Any]
+) -> Callable[[str, Node, dict[str, Any] | None], None]:
+    """Records stage-3 trials ASHA stopped early: analysts see every sampled setting."""
+
+    def listen(event: str, node: Node, result: dict[str, Any] | None) -> None:
+        if event != "stopped":
+            return
+        prov = {**trial_config, **searcher.provenance.get(node.key, {})}
+        prov["ray_trial_id"] = (result or {}).get("trial_id")
+        row = row_without_artifact(
+            node.to_dict(), sweep.model, sweep.dataset, "stopped", prov, last=result
+        )
+        write_record(sweep.workdir, sweep.name, node.stage, row)
+
+    return listen

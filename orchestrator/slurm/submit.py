@@ -1,0 +1,235 @@
+"""`senet submit | status | cancel`: a sweep as ONE Slurm job holding a whole Ray cluster,
+submitted through submitit from a login node.
+
+Each submission gets a fresh submitit folder under <workdir>/slurm/ (job ids restart when a
+Slurm state is wiped, and a reused folder could return an old job's result); the newest
+submission is remembered in <workdir>/slurm/current.json for `status` and `cancel`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import UserError
+from orchestrator.slurm.node import NodeRunner
+from orchestrator.spec.sweep import Sweep
+from stages.artifacts import atomic_write_bytes
+
+ACTIVE = (
+    "PENDING",
+    "RUNNING",
+    "REQUEUED",
+    "CONFIGURING",
+    "COMPLETING",
+    "SUSPENDED",
+    "RESIZING",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+)
+
+
+class SweepJob:
+    """The callable submitit runs in every task. Checkpointable: on Slurm's warning signal
+    (task 0 only) it stops the sweep cleanly and asks to be requeued as it is."""
+
+    def __init__(self, sweep: Path, workdir: Path, job_dir: Path, device: str) -> None:
+        self.runner = NodeRunner(sweep, workdir, job_dir, device)
+
+    def __call__(self) -> int:
+        return self.runner.run()
+
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
+        import submitit
+
+        self.runner.stop_for_requeue()
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class SlurmRequest:
+    nodes: int = 1
+    cpus_per_node: int = 1
+    gpus_per_node: int = 0
+    partition: str | None = None
+    time_min: int = 60
+    account: str | None = None
+    qos: str | None = None
+    mem: str | None = None
+    raylets_per_node: int = 1  # >1 runs several Ray nodes per Slurm node (tests on one box)
+    signal_delay_s: int = 120  # USR2 this long before the time limit: time for Tune to stop
+
+    def check(self) -> None:
+        for name in ("nodes", "cpus_per_node", "time_min", "raylets_per_node"):
+            if getattr(self, name) < 1:
+                raise UserError(
+                    f"--{name.replace('_', '-').replace('-min', '')} must be >= 1, got {getattr(self, name)}"
+                )
+        if self.gpus_per_node < 0:
+            raise UserError(f"--gpus-per-node must be >= 0, got {self.gpus_per_node}")
+        if self.time_min * 60 < self.signal_delay_s + 60:
+            # Slurm sends the warning up to 30 s (its check period) before warn time.
+            raise UserError(
+                f"--signal-delay {self.signal_delay_s} leaves the job no time to run within "
+                f"--time {self.time_min} (Slurm may signal up to 30 s early); use a longer --time "
+                "or a shorter --signal-delay"
+            )
+        if self.cpus_per_node % self.raylets_per_node:
+            raise UserError("--cpus-per-node must be a multiple of --raylets-per-node")
+
+
+def _state_file(workdir: Path) -> Path:
+    return Path(workdir) / "slurm" / "current.json"
+
+
+def _current(workdir: Path) -> dict[str, Any]:
+    path = _state_file(workdir)
+    if not path.exists():
+        raise UserError(
+            f"no Slurm submission recorded in {workdir}; submit one with `senet submit SWEEP`"
+        )
+    return json.loads(path.read_text())
+
+
+def job_state(job_id: str) -> str:
+    """The job's state from sacct (squeue while sacct has not seen it yet)."""
+    out = subprocess.run(
+        ["sacct", "-j", job_id, "-X", "-n", "-P", "-o", "State"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    states = [s.strip() for s in out.stdout.splitlines() if s.strip()]
+    if states:
+        return states[-1].split()[0]
+    out = subprocess.run(
+        ["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=30
+    )
+    return out.stdout.strip() or "UNKNOWN"
+
+
+def submit(sweep: Sweep, request: SlurmRequest, device: str = "auto") -> tuple[Any, Path]:
+    """Submit the sweep's job; returns the submitit job and its folder."""
+    import submitit
+
+    request.check()
+    if shutil.which("sbatch") is None:
+        raise UserError(
+            "no sbatch on PATH: run on a Slurm login node (or start one here: bash slurm/local-cluster.sh up)"
+        )
+    if _state_file(sweep.workdir).exists():
+        prev = _current(sweep.workdir)
+        state = job_state(prev["job_id"])
+        if state in ACTIVE:
+            raise UserError(
+                f"Slurm job {prev['job_id']} is already {state} on {sweep.workdir}; wait for it or `senet cancel {sweep.workdir}`"
+            )
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    folder = sweep.workdir / "slurm" / stamp
+    ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=3)
+    extra = {k: v for k, v in (("account", request.account), ("qos", request.qos)) if v}
+    ex.update_parameters(
+        job_name=f"senet-{sweep.name}",
+        nodes=request.nodes,
+        ntasks_per_node=request.raylets_per_node,
+        cpus_per_task=request.cpus_per_node // request.raylets_per_node,
+        time=request.time_min,
+        signal_delay_s=request.signal_delay_s,
+        stderr_to_stdout=True,
+        **({"gpus_per_node": request.gpus_per_node} if request.gpus_per_node else {}),
+        **({"partition": request.partition} if request.partition else {}),
+        **({"mem": request.mem} if request.mem else {}),
+        **({"additional_parameters": extra} if extra else {}),
+    )
+    assert sweep.path is not None
+    job_fn = SweepJob(Path(sweep.path).resolve(), sweep.workdir, folder, device)
+    try:
+        with _stderr_captured():  # sbatch's own complaint comes back in the exception
+            job = ex.submit(job_fn)
+    except (submitit.core.utils.FailedJobError, subprocess.CalledProcessError) as e:
+        reason = " ".join(str(e).split())
+        raise UserError(f"Slurm refused the job: {reason[-400:]}") from None
+    state = {
+        "job_id": str(job.job_id),
+        "folder": str(folder),
+        "sweep": str(Path(sweep.path).resolve()),
+        "workdir": str(sweep.workdir),
+        "submitted_at": stamp,
+    }
+    atomic_write_bytes(_state_file(sweep.workdir), json.dumps(state, indent=2).encode())
+    return job, folder
+
+
+@contextlib.contextmanager
+def _stderr_captured() -> Iterator[None]:
+    """Keep sbatch's stderr (which submitit lets through) off the terminal: the refusal is
+    reported once, as our one-line error."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def follow(job: Any, printer: Callable[[str], None], poll: float = 1.0) -> int:
+    """Stream task 0's log until the job ends; returns the sweep's exit status."""
+    log = Path(str(job.paths.stdout).replace("%t", "0"))
+    pos = 0
+    while True:
+        done = job.done()
+        if log.exists():
+            with log.open("rb") as f:
+                f.seek(pos)
+                chunk = f.read()
+                pos += len(chunk)
+            for line in chunk.decode(errors="replace").splitlines():
+                printer(line)
+        if done:
+            break
+        time.sleep(poll)
+    try:
+        result = job.results()[0]  # task 0 runs the driver; the others are Ray workers
+    except Exception as e:  # the job failed, was cancelled or timed out for good
+        printer(f"Slurm job {job.job_id} ended without a result: {' '.join(str(e).split())[:300]}")
+        return 1
+    return int(result or 0)
+
+
+def status(workdir: Path, printer: Callable[[str], None] = print) -> int:
+    cur = _current(workdir)
+    printer(
+        f"Slurm job {cur['job_id']}: {job_state(cur['job_id'])} (submitted {cur['submitted_at']}, folder {cur['folder']})"
+    )
+    from orchestrator.run.status import plan_summary
+    from orchestrator.spec.sweep import load_sweep
+
+    sweep = load_sweep(cur["sweep"], Path(cur["workdir"]))
+    for stage, counts in plan_summary(sweep).items():
+        printer(f"{stage}: {counts['done']}/{counts['total']} done")
+    return 0
+
+
+def cancel(workdir: Path, printer: Callable[[str], None] = print) -> int:
+    cur = _current(workdir)
+    out = subprocess.run(["scancel", cur["job_id"]], capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        raise UserError(f"scancel {cur['job_id']} failed: {out.stderr.strip()}")
+    printer(
+        f"cancelled Slurm job {cur['job_id']}; finished stage runs are kept: `senet submit` resumes"
+    )
+    return 0

@@ -1,0 +1,137 @@
+"""`senet validate` and `senet run` as a user runs them: the plan as JSON, one-line errors
+with exit status 2, `run` killed with SIGKILL mid-sweep and run again, pointed at a Ray that
+is not there, and joining a multi-node Ray cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from support import write_sweep
+
+from orchestrator.cli.main import main
+from orchestrator.records.read import read_records
+from orchestrator.records.write import results_dir
+
+SENET = [sys.executable, "-m", "orchestrator.cli"]
+ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONUNBUFFERED": "1"}
+
+
+def _run(
+    args: list[str], timeout: float = 300, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        SENET + args, capture_output=True, text=True, timeout=timeout, env=env or ENV
+    )
+
+
+def test_validate_json_prints_the_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_sweep(
+        tmp_path / "s.toml", tmp_path / "work", budgets=[3000, 6000], taus=[2.0, 4.0, 8.0]
+    )
+    assert main(["validate", str(path), "--json"]) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan == {
+        "stage1": {"total": 1, "done": 0},
+        "stage2": {"total": 2, "done": 0},
+        "stage3": {"total": 6, "done": 0},
+    }
+
+
+def test_validate_error_exit_code_and_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[sweep]\nmodel = "resnet20"\ndataset = "digits"\nbudgets = [5]\n[stage3]\ntau = 0\n'
+    )
+    assert main(["validate", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "[stage3] tau" in err and str(path) in err
+
+
+@pytest.mark.slow
+def test_kill_9_mid_sweep_then_rerun_resumes_without_repeating(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path / "kill.toml", tmp_path / "work", name="kill", epochs=4)
+    log = open(tmp_path / "first.log", "w")
+    proc = subprocess.Popen(
+        SENET + ["run", str(path)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=ENV,
+        start_new_session=True,
+    )
+    stage2 = results_dir(tmp_path / "work") / "sweep=kill" / "stage=2"
+    try:
+        deadline = time.monotonic() + 240
+        while not (stage2.exists() and any(stage2.glob("*.parquet"))):
+            assert proc.poll() is None, (tmp_path / "first.log").read_text()
+            assert time.monotonic() < deadline, "no stage-2 record within 240 s"
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        time.sleep(2)
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever of the first run's Ray is left
+        except ProcessLookupError:
+            pass
+    before = {r["key"]: r for r in read_records(tmp_path / "work", sweep="kill").to_pylist()}
+    assert before and len(before) < 7, "the kill came too late to test anything"
+    mtimes = {p: p.stat().st_mtime_ns for p in results_dir(tmp_path / "work").rglob("*.parquet")}
+
+    again = _run(["run", str(path)])
+    assert again.returncode == 0, again.stdout + again.stderr
+    after = read_records(tmp_path / "work", sweep="kill").to_pylist()
+    assert len(after) == 7 and len({(r["stage"], r["key"]) for r in after}) == 7
+    assert [sum(r["stage"] == s for r in after) for s in (1, 2, 3)] == [1, 2, 4]
+    assert all(r["status"] == "completed" for r in after)
+    for p, t in mtimes.items():  # what finished before the kill was neither rerun nor rewritten
+        assert p.stat().st_mtime_ns == t
+    ran = int(again.stdout.split("ran ")[-1].split()[0])
+    assert ran == 7 - len(before)
+
+
+def test_unreachable_address_fails_fast_with_one_line(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path / "s.toml", tmp_path / "work")
+    start = time.monotonic()
+    out = _run(["run", str(path), "--address", "127.0.0.1:9"], timeout=60)
+    assert out.returncode == 2
+    assert time.monotonic() - start < 30
+    assert "cannot reach Ray at 127.0.0.1:9 (from --address)" in out.stderr
+    assert out.stderr.strip().count("\n") == 0
+
+
+def test_stale_ray_address_env_fails_fast(tmp_path: Path) -> None:
+    path = write_sweep(tmp_path / "s.toml", tmp_path / "work")
+    out = _run(["run", str(path)], timeout=60, env=ENV | {"RAY_ADDRESS": "127.0.0.1:9"})
+    assert out.returncode == 2
+    assert "(from RAY_ADDRESS)" in out.stderr and "unset RAY_ADDRESS" in out.stderr
+
+
+@pytest.mark.slow
+def test_joins_a_two_node_ray_cluster(tmp_path: Path) -> None:
+    """`--address` to a real multi-node Ray (ray.cluster_utils.Cluster: two raylets here)."""
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
+    cluster.add_node(num_cpus=1)
+    try:
+        path = write_sweep(
+            tmp_path / "s.toml", tmp_path / "work", name="multi", budgets=[3000], taus=[2.0, 4.0]
+        )
+        out = _run(["run", str(path), "--address", cluster.address])
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "2 CPUs" in out.stdout  # both nodes' CPUs
+        rows = read_records(tmp_path / "work", sweep="multi").to_pylist()
+        assert sorted(r["stage"] for r in rows) == [1, 2, 3, 3]
+    finally:
+        cluster.shutdown()
