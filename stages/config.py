@@ -6,7 +6,7 @@ content key hashes its config, so changing any field here means new work, never 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,7 @@ class Stage2Config:
     init: str = "random"  # random | teacher: the student's starting weights (SNL: teacher)
     tau: float = 4.0
     ce_weight: float = 0.5  # loss = ce_weight * CE + (1 - ce_weight) * KD_tau
-    score_momentum: float = 0.9  # activation-ema: weight of the past epochs' scores
+    score_momentum: float = 0.9  # activation-ema: running score's momentum per epoch of steps
     freeze: float = 0.25  # activation-ema: last fraction of epochs trained with the mask fixed
     snl_lr: float = 1e-3  # snl: Adam learning rate of the weights
     snl_alpha_lr: float = 1e-3  # snl: Adam learning rate of the alphas
@@ -114,3 +114,136 @@ def config_from_dict(stage: int, d: dict[str, Any]) -> Any:
     if "data" in kw:
         kw["data"] = DataConfig(**kw["data"])
     return cls(**kw)
+
+
+# --- value rules: the one home of every range and choice a config field must meet -----------
+
+
+class ConfigError(ValueError):
+    """A config value outside its rule: names the field, the problem and the value given."""
+
+    def __init__(self, key: str, problem: str, value: Any) -> None:
+        self.key, self.problem, self.value = key, problem, value
+        super().__init__(f"{key}: {problem} (got {value!r})")
+
+
+def choices(kind: str) -> tuple[str, ...]:
+    """What exists for a choice field, read from the stage module that defines it (imported
+    here lazily: those modules import this one)."""
+    from .allocation import ALLOCATIONS
+    from .data import DATASETS
+    from .models import MODELS
+    from .partial_relu import GRANULARITIES
+    from .pruning import PRUNINGS
+    from .stage2 import GLOBAL, INITS, METHODS
+
+    return {
+        "model": tuple(sorted(MODELS)),
+        "dataset": tuple(DATASETS),
+        "pruning": tuple(PRUNINGS),
+        "allocation": (*ALLOCATIONS, GLOBAL),  # global: SNL's, only with method snl
+        "granularity": tuple(GRANULARITIES),
+        "method": tuple(METHODS),
+        "init": tuple(INITS),
+    }[kind]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What one field's value must be: within bounds (each open or closed) or one of a choice's
+    values; a path has no control characters. Sweep files (orchestrator.spec.schema) and the
+    stages (for direct Python callers) both check through `problem`, so no rule has a copy."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # the bound itself is refused
+    high_open: bool = False
+    choice: str = ""  # a kind of `choices`
+    path: bool = False
+
+    def problem(self, value: Any) -> str | None:
+        """Why `value` breaks the rule, or None."""
+        if self.choice:
+            options = choices(self.choice)
+            return None if value in options else f"must be one of: {', '.join(options)}"
+        if self.path:
+            bad = not isinstance(value, str) or not value
+            bad = bad or any(ord(c) < 32 or ord(c) == 127 for c in value)
+            return "must be a path without control characters" if bad else None
+        try:
+            ok = (
+                self.low is None or (value > self.low if self.low_open else value >= self.low)
+            ) and (
+                self.high is None or (value < self.high if self.high_open else value <= self.high)
+            )
+        except TypeError:
+            return "must be a number"
+        return None if ok else f"must be {self.says()}"
+
+    def says(self) -> str:
+        """The range in words: '> 0', '>= 1', 'in (0, 1]'."""
+        if self.low is not None and self.high is not None:
+            left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            return f"in {left}{self.low:g}, {self.high:g}{right}"
+        if self.low is not None:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        assert self.high is not None, "a rule has a bound, a choice or a path"
+        return f"{'<' if self.high_open else '<='} {self.high:g}"
+
+
+_POSITIVE = Rule(low=0, low_open=True)
+_NONNEGATIVE = Rule(low=0)
+_AT_LEAST_ONE = Rule(low=1)
+
+# Keyed by field name (a name means the same in every config that has it: `tau` of stage 2
+# and stage 3, `epochs` of every OptimConfig). A tuple field's rule holds for each element.
+RULES: dict[str, Rule] = {
+    "epochs": _AT_LEAST_ONE,
+    "lr": _POSITIVE,
+    "momentum": Rule(low=0, high=1, high_open=True),
+    "weight_decay": _NONNEGATIVE,
+    "milestones": Rule(low=0, high=1, low_open=True),
+    "batch_size": _AT_LEAST_ONE,
+    "dataset": Rule(choice="dataset"),
+    "root": Rule(path=True),
+    "val_fraction": Rule(low=0, high=1, low_open=True, high_open=True),
+    "limit": _AT_LEAST_ONE,
+    "model": Rule(choice="model"),
+    "seed": _NONNEGATIVE,
+    "density": Rule(low=0, high=1, low_open=True),
+    "pruning": Rule(choice="pruning"),
+    "prune_rounds": _AT_LEAST_ONE,
+    "allocation": Rule(choice="allocation"),
+    "granularity": Rule(choice="granularity"),
+    "method": Rule(choice="method"),
+    "init": Rule(choice="init"),
+    "tau": _POSITIVE,
+    "ce_weight": Rule(low=0, high=1),
+    "score_momentum": Rule(low=0, high=1, high_open=True),
+    "freeze": Rule(low=0, high=1, high_open=True),
+    "snl_lr": _POSITIVE,
+    "snl_alpha_lr": _POSITIVE,
+    "snl_lambda": _POSITIVE,
+    "snl_growth": _AT_LEAST_ONE,
+    "snl_threshold": Rule(low=0, high=1, low_open=True, high_open=True),
+    "gamma": _NONNEGATIVE,
+    "alpha": _NONNEGATIVE,
+    "beta": _NONNEGATIVE,
+}
+
+
+def check(cfg: Any) -> None:
+    """Raise ConfigError for the first field of `cfg` (and of its nested configs) that breaks
+    its rule in RULES. A budget's bounds need the model's ReLU count: allocation.check_budget."""
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if is_dataclass(value):
+            check(value)
+            continue
+        rule = RULES.get(f.name)
+        if rule is None or value is None:
+            continue
+        for item in value if isinstance(value, tuple) else (value,):
+            problem = rule.problem(item)
+            if problem:
+                raise ConfigError(f.name, problem, item)

@@ -10,7 +10,8 @@ import torch
 
 from stages.artifacts import WEIGHTS, content_key, load_state, read_meta
 from stages.config import DataConfig, OptimConfig, Stage1Config, Stage2Config
-from stages.partial_relu import model_relu_count, partial_relus
+from stages.partial_relu import PartialReLU, model_relu_count, partial_relus
+from stages.search import AnnealedSearch
 from stages.stage1 import build_from_meta, run_stage1
 from stages.stage2 import canonical, run_stage2
 
@@ -62,6 +63,27 @@ def test_default_search_anneals_then_settles_where_the_per_epoch_search_keeps_fl
     # The note's search jumps to the budget at once and never stops moving positions.
     assert [r["mask_relus"] for r in per_epoch] == [1500] * 8
     assert min(r["hamming"] for r in per_epoch[1:]) > 0.0
+
+
+def test_annealed_search_linearises_a_few_positions_at_a_time_by_the_damage_they_prevent() -> None:
+    """The default's rule on its own: the kept count falls in many small steps within the
+    search, never rises, and lands on r_l at its last step; the score of a position is what
+    linearising it would change (|relu(x_T) - x_S|), so a position whose pre-activation is
+    strongly negative keeps its ReLU even while kept, where |a_T - a_S| would be 0."""
+    layer = PartialReLU()
+    layer.set_mask(torch.ones(1, 16, 16))
+    cfg = Stage2Config(budget=3, optim=OptimConfig(epochs=4))  # search: 3 epochs, freeze 1
+    search = AnnealedSearch(cfg, {"l": layer}, {"l": 3}, steps_per_epoch=20)
+    x = torch.linspace(-1.0, 0.5, 256).view(1, 1, 16, 16).repeat(8, 1, 1, 1)  # negative first
+    kept = []
+    for _ in range(search.search_steps + 5):
+        post = layer(x)
+        search.observe({"l": torch.relu(x)}, {"l": post}, {"l": x})
+        kept.append(int(layer.mask.sum()))
+    assert search.search_steps == 60
+    assert all(a >= b for a, b in zip(kept, kept[1:])) and len(set(kept)) > 20
+    assert kept[59:] == [3] * 6 and 45 < kept.index(3) <= 59  # the cubic tail is gentle
+    assert layer.mask.view(-1).nonzero().view(-1).tolist() == [0, 1, 2]  # the most negative
 
 
 def test_snl_spends_one_global_budget_exactly(teacher: Path, tmp_path: Path) -> None:
