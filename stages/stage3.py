@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from .artifacts import WEIGHTS, load_state, read_meta
-from .config import Stage3Config, StageResult
+from .config import Stage3Config, StageResult, check
 from .losses import distill_loss
 from .partial_relu import model_relu_count
 from .stage1 import build_from_meta, data_config, load_teacher
@@ -35,8 +35,7 @@ def run_stage3(
     device: str = "auto",
     provenance: dict[str, Any] | None = None,
 ) -> StageResult:
-    if cfg.tau <= 0:
-        raise ValueError(f"temperature tau must be > 0, got {cfg.tau}")
+    check(cfg)  # the values' rules (stages.config), before anything is read or trained
     timer = Timer()
     meta2 = read_meta(Path(stage2_dir))
     if meta2 is None:
@@ -66,6 +65,7 @@ def run_stage3(
         "seed": meta1["seed"],
         "budget": meta2["budget"],
         **{k: meta2.get(k, meta2["config"].get(k)) for k in SEARCH_FIELDS},
+        "layer_budgets": meta2.get("layer_budgets"),  # the r_l its mask keeps (invariants)
         "relu_count": total,
         "relu_total": meta1["relu_total"],
         "relu_per_layer": list(per_layer.values()),

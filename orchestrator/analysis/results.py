@@ -140,7 +140,7 @@ def _typed(col: str, value: str, clause: str) -> Any:
         number = _number(value)
         if number is None:
             raise UserError(f"--where {clause!r}: {col} is numeric and {value!r} is not a number")
-        return number
+        return _in_range(col, kind, number, clause)
     if pa.types.is_timestamp(kind):
         try:
             when = dt.datetime.fromisoformat(value)
@@ -152,6 +152,25 @@ def _typed(col: str, value: str, clause: str) -> Any:
     if pa.types.is_list(kind):
         raise UserError(f"--where {clause!r}: {col} is a list column and cannot be compared")
     return value
+
+
+def _in_range(col: str, kind: pa.DataType, number: int | float, clause: str) -> int | float:
+    """A number Arrow can hold in `col`'s type: an int64 cannot take 10**27, nor a float64
+    10**400, and Arrow's own error would name neither the clause nor the column."""
+    if isinstance(number, int) and pa.types.is_integer(kind):
+        bits = kind.bit_width
+        low, high = (
+            (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+            if pa.types.is_signed_integer(kind)
+            else (0, 2**bits - 1)
+        )
+        if not low <= number <= high:
+            raise UserError(f"--where {clause!r}: {number} is out of {col}'s range [{low}, {high}]")
+        return number
+    try:
+        return float(number) if isinstance(number, int) else number
+    except OverflowError:
+        raise UserError(f"--where {clause!r}: {number} is too large for {col}") from None
 
 
 def _number(value: str) -> int | float | None:

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import UserError
-from orchestrator.spec.budget import resolve_budget
-from stages.allocation import ALLOCATIONS, BudgetError
-from stages.config import DataConfig, OptimConfig, Stage1Config, Stage2Config, Stage3Config
+from stages.allocation import ALLOCATIONS
+from stages.config import Stage1Config, Stage2Config, Stage3Config
 from stages.data import DATASETS
 from stages.partial_relu import GRANULARITIES
 from stages.pruning import PRUNINGS
@@ -37,14 +36,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--limit", type=int, default=None, help="at most this many training images")
     p.add_argument("--density", type=float, default=d1.density, help="pruning density (0.05)")
-    p.add_argument(
-        "--pruning", default=d1.pruning, choices=PRUNINGS, help="stage-1 pruning (oneshot)"
-    )
+    p.add_argument("--pruning", default=d1.pruning, help=f"{' | '.join(PRUNINGS)} (oneshot)")
     p.add_argument("--no-stem", action="store_true", help="stem ReLU kept and not counted (SNL)")
-    p.add_argument("--allocation", default=d2.allocation, choices=ALLOCATIONS)
-    p.add_argument("--granularity", default=d2.granularity, choices=GRANULARITIES)
-    p.add_argument("--method", default=d2.method, choices=METHODS)
-    p.add_argument("--init", default=d2.init, choices=INITS, help="stage-2 student (random)")
+    p.add_argument("--allocation", default=d2.allocation, help=" | ".join(ALLOCATIONS))
+    p.add_argument("--granularity", default=d2.granularity, help=" | ".join(GRANULARITIES))
+    p.add_argument("--method", default=d2.method, help=" | ".join(METHODS))
+    p.add_argument("--init", default=d2.init, help=f"stage-2 student: {' | '.join(INITS)}")
     p.add_argument("--tau", type=float, default=d3.tau, help="distillation temperature (4)")
     p.add_argument("--gamma", type=float, default=d3.gamma, help="stage-3 CE weight (0.1)")
     p.add_argument("--alpha", type=float, default=d3.alpha, help="stage-3 KL weight (0.9)")
@@ -53,63 +50,87 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 
 
-def _epochs(args: argparse.Namespace, stage: int, default: int) -> int:
-    specific = getattr(args, f"stage{stage}_epochs")
-    if specific is not None:
-        return specific
-    return args.epochs if args.epochs is not None else default
+# (section, key) of the sweep schema -> the option that set it, to name it in a refusal
+_OPTIONS = {
+    ("sweep", "model"): "--model",
+    ("sweep", "dataset"): "--dataset",
+    ("sweep", "data_root"): "--data-root",
+    ("sweep", "budgets"): "--budget",
+    ("sweep", "seeds"): "--seed",
+    ("sweep", "limit"): "--limit",
+    ("sweep", "workdir"): "--workdir",
+    ("stage1", "density"): "--density",
+    ("stage1", "pruning"): "--pruning",
+    ("stage2", "allocation"): "--allocation",
+    ("stage2", "granularity"): "--granularity",
+    ("stage2", "method"): "--method",
+    ("stage2", "init"): "--init",
+    **{(f"stage{n}", "batch_size"): "--batch-size" for n in (1, 2, 3)},
+    **{(f"stage{n}", "tau"): "--tau" for n in (2, 3)},
+    **{("stage3", k): f"--{k}" for k in ("gamma", "alpha", "beta")},
+}
+
+
+def _number(text: str) -> int | float | str:
+    """--budget as the sweep file would hold it: an int is a count, a float maybe a fraction."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def configs(args: argparse.Namespace) -> tuple[Stage1Config, Stage2Config, Stage3Config]:
-    """Stage configs from the command line (budget resolved against the model's ReLU count)."""
-    from stages.models import MODELS
-    from stages.pipeline import relu_total
+    """Stage configs from the command line, checked by the sweep schema like a sweep file's
+    (budget resolved against the model's ReLU count); a refusal names the option."""
+    from orchestrator.spec import schema
+    from orchestrator.spec.sweep import parse_sweep
 
-    if args.model not in MODELS:
-        raise UserError(f"--model: unknown model {args.model!r}; choose one of: {sorted(MODELS)}")
-    if args.dataset not in DATASETS:
-        raise UserError(f"--dataset: unknown dataset {args.dataset!r}; choose one of: {DATASETS}")
-    if args.tau <= 0:
-        raise UserError(f"--tau: the temperature must be > 0, got {args.tau}")
+    stage: dict[str, dict[str, Any]] = {"stage1": {}, "stage2": {}, "stage3": {}}
+    epochs = {}
+    for n in (1, 2, 3):
+        given = getattr(args, f"stage{n}_epochs")
+        flag = f"--stage{n}-epochs" if given is not None else "--epochs"
+        value = given if given is not None else args.epochs
+        if value is not None:
+            stage[f"stage{n}"]["epochs"] = value
+            epochs[(f"stage{n}", "epochs")] = flag
+        stage[f"stage{n}"]["batch_size"] = args.batch_size
+    stage["stage1"] |= {"density": args.density, "pruning": args.pruning}
+    stage["stage2"] |= {
+        "allocation": args.allocation,
+        "granularity": args.granularity,
+        "method": args.method,
+        "init": args.init,
+        "tau": args.tau,
+    }
+    stage["stage3"] |= {
+        "tau": args.tau,
+        "gamma": args.gamma,
+        "alpha": args.alpha,
+        "beta": args.beta,
+    }
+    top: dict[str, Any] = {
+        "name": "pipeline",
+        "model": args.model,
+        "dataset": args.dataset,
+        "budgets": [_number(args.budget)],
+        "seeds": [args.seed],
+        "include_stem": not args.no_stem,
+        "workdir": str(args.workdir),
+    }
+    top |= {
+        k: v for k, v in (("data_root", args.data_root), ("limit", args.limit)) if v is not None
+    }
     try:
-        budget = resolve_budget(args.budget, relu_total(args.model, args.dataset, not args.no_stem))
-    except BudgetError as e:
-        raise UserError(f"--budget: {e}") from None
-    d1, d2, d3 = Stage1Config(), Stage2Config(), Stage3Config()
-
-    def optim(o: OptimConfig, stage: int) -> OptimConfig:
-        return dataclasses.replace(
-            o, epochs=_epochs(args, stage, o.epochs), batch_size=args.batch_size
-        )
-
-    s1 = Stage1Config(
-        model=args.model,
-        data=DataConfig(args.dataset, args.data_root, limit=args.limit),
-        seed=args.seed,
-        optim=optim(d1.optim, 1),
-        density=args.density,
-        pruning=args.pruning,
-        include_stem=not args.no_stem,
-    )
-    s2 = dataclasses.replace(
-        d2,
-        budget=budget,
-        allocation=args.allocation,
-        granularity=args.granularity,
-        method=args.method,
-        init=args.init,
-        tau=args.tau,
-        optim=optim(d2.optim, 2),
-    )
-    s3 = dataclasses.replace(
-        d3,
-        tau=args.tau,
-        gamma=args.gamma,
-        alpha=args.alpha,
-        beta=args.beta,
-        optim=optim(d3.optim, 3),
-    )
-    return s1, s2, s3
+        sweep = parse_sweep({"sweep": top, **stage}, workdir=Path(args.workdir), find_data=False)
+    except schema.SchemaError as e:
+        option = {**_OPTIONS, **epochs}.get((e.section, e.key), f"[{e.section}] {e.key}")
+        got = "" if e.value is schema.UNSET else f" (got {schema.show(e.value)})"
+        raise UserError(f"{option}: {e.problem}{got}") from None
+    s2 = dataclasses.replace(sweep.stage2[0], budget=sweep.budgets[0])
+    return sweep.stage1[0], s2, sweep.stage3[0]
 
 
 def _progress(row: dict[str, Any]) -> None:
@@ -122,10 +143,13 @@ def _progress(row: dict[str, Any]) -> None:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
+    from orchestrator.spec.schema import workdir_problem
     from stages.data import DataNotFoundError
     from stages.pipeline import run_pipeline
 
     s1, s2, s3 = configs(args)
+    if problem := workdir_problem(Path(args.workdir), write=True):
+        raise UserError(f"--workdir: {problem}")
     start = time.perf_counter()
     print(
         f"pipeline: {s1.model} on {s1.data.dataset}, budget {s2.budget} ReLUs, store {args.workdir}",

@@ -52,10 +52,19 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_run)
 
 
-def _load(args: argparse.Namespace) -> Sweep:
+def _load(args: argparse.Namespace, write: bool = False) -> Sweep:
+    """The checked sweep; its workdir must be a folder (and, with `write`, one this process
+    can write: `senet run` creates it), refused in one line before Ray starts."""
+    from orchestrator.spec.schema import workdir_problem
     from orchestrator.spec.sweep import load_or_fail
 
-    return load_or_fail(args.sweep, args.workdir)
+    if args.workdir is not None and (problem := workdir_problem(args.workdir)):
+        raise UserError(f"--workdir: {problem}")
+    sweep = load_or_fail(args.sweep, args.workdir)
+    if write and (problem := workdir_problem(sweep.workdir, write=True)):
+        where = "--workdir" if args.workdir is not None else f"{args.sweep}: [sweep] workdir"
+        raise UserError(f"{where}: {problem}")
+    return sweep
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -81,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator.analysis.report import print_results
     from orchestrator.run.driver import ConnectError, run_sweep
 
-    sweep = _load(args)
+    sweep = _load(args, write=True)
 
     def printer(line: str) -> None:
         print(line, flush=True)

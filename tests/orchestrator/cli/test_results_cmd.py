@@ -101,3 +101,19 @@ def test_reference_errors(work: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 2 and "--plot" in err
     code, _, err = _run(capsys, str(work), "--plot", str(tmp_path / "plot.txt"))
     assert code == 2 and "name the file .png" in err and len(err.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("where", "problem"),
+    [
+        ("budget=999999999999999999999999999", "is out of budget's range"),
+        ("budget>-99999999999999999999", "is out of budget's range"),
+        ("val_acc<" + "9" * 400, "is too large for val_acc"),
+    ],
+)
+def test_where_value_out_of_the_columns_range_is_one_line(
+    work: Path, capsys: pytest.CaptureFixture[str], where: str, problem: str
+) -> None:
+    code, out, err = _run(capsys, str(work), "--where", where)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert err.startswith("senet results: error: --where ") and problem in err

@@ -20,12 +20,12 @@ BASE = {"sweep": {"model": "resnet20", "dataset": "digits", "budgets": [1000]}}
         ),
         (
             {"mode": "optuna", "space": {"tau": {"low": 0.0, "high": 2.0}}},
-            "[search.space] tau: the temperature must be > 0",
+            "[search.space] tau: low: must be > 0 (got 0.0)",
         ),
         ({"mode": "optuna", "space": {"tau": {"low": 3.0, "high": 2.0}}}, "low < high"),
         (
             {"mode": "optuna", "trials": 0, "space": {"tau": [1.0, 2.0]}},
-            "[search] trials: a positive integer",
+            "[search] trials: must be >= 1 (got 0)",
         ),
         (
             {"mode": "optuna-pareto", "space": {"tau": [1.0]}},
@@ -41,7 +41,7 @@ BASE = {"sweep": {"model": "resnet20", "dataset": "digits", "budgets": [1000]}}
         ),
         (
             {"mode": "optuna", "sampler": "cmaes", "space": {"tau": [1.0]}},
-            "[search] sampler: unknown 'cmaes'",
+            "[search] sampler: must be one of: tpe, nsga2, random (got 'cmaes')",
         ),
     ],
 )
