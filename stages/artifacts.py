@@ -2,6 +2,8 @@
 
 A stage's output folder holds `model.pt` and `meta.json`; `meta.json` is written last, so its
 presence is the commit mark: a folder without it is an interrupted run, never a result.
+`meta.json` also records the size and sha256 of every file it commits (`files`), so a torn or
+rotten file is detected (stages/store.py) rather than loaded.
 The content key hashes the stage's config with its upstream keys, so the same work always maps
 to the same folder and is computed at most once.
 """
@@ -20,6 +22,7 @@ import torch
 
 META = "meta.json"
 WEIGHTS = "model.pt"
+FILES = "files"  # meta.json's record of the committed files: {name: {"size", "sha256"}}
 
 
 def jsonable(obj: Any) -> Any:
@@ -42,13 +45,31 @@ def content_key(stage: int, config: Any, parents: list[str] | tuple[str, ...] = 
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
+def umask() -> int:
+    """The process's umask, read without changing it (/proc on Linux; elsewhere set and
+    restored, which is racy only against another thread changing it at the same moment)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _atomic_write(path: Path, write: Any) -> None:
+    """The one writer of the store, the records and the Slurm state. mkstemp creates its file
+    0600; it is widened to what the umask allows (0666 & ~umask, as open() would have made
+    it), so colleagues sharing a project folder can read the results."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
+            os.fchmod(f.fileno(), 0o666 & ~umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -71,10 +92,24 @@ def load_state(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]
     return torch.load(Path(path), map_location=device, weights_only=True)
 
 
+def file_digest(path: Path) -> dict[str, Any]:
+    """{"size": bytes, "sha256": hex} of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+            size += len(block)
+    return {"size": size, "sha256": h.hexdigest()}
+
+
 def save_artifact(folder: Path, state_dict: dict[str, Any], meta: dict[str, Any]) -> Path:
-    """Weights first, metadata last (the commit mark). Returns the folder."""
+    """Weights first, metadata last (the commit mark), with the weights' size and sha256 (read
+    back from the page cache, so the hash is of the bytes a reader will get). Returns the
+    folder."""
     folder = Path(folder)
     save_state(folder / WEIGHTS, state_dict)
+    meta = {**meta, FILES: {WEIGHTS: file_digest(folder / WEIGHTS)}}
     atomic_write_bytes(folder / META, json.dumps(jsonable(meta), indent=2).encode())
     return folder
 

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from .allocation import check_budget
-from .artifacts import artifact_dir, checkpoint_path, content_key, read_meta
-from .config import Stage1Config, Stage2Config, Stage3Config, StageResult
+from .artifacts import content_key
+from .config import Stage1Config, Stage2Config, Stage3Config, StageResult, check
 from .stage1 import run_stage1
 from .stage2 import canonical, check_config, run_stage2
 from .stage3 import run_stage3
+from .store import Store
 from .train import EpochCallback
 
 
@@ -35,20 +36,23 @@ def execute(
     device: str = "auto",
     provenance: dict[str, Any] | None = None,
 ) -> StageResult:
-    """Run one stage into `store` unless its artifact is already committed there."""
-    out = artifact_dir(store, stage, key)
-    meta = read_meta(out)
+    """Run one stage into `store` unless its artifact is already committed there, whole (a
+    damaged one is quarantined and recomputed). The parents it loads are checked in full
+    first: a damaged parent is quarantined and raises DamagedArtifact naming the file."""
+    st = Store(store)
+    out = st.folder(stage, key)
+    meta = st.meta(stage, key)
     if meta is not None:
         return StageResult.from_meta(meta, out)
-    ckpt = checkpoint_path(store, stage, key)
+    ckpt = st.checkpoint(stage, key)
     if stage == 1:
         return run_stage1(cfg, out, key, on_epoch, ckpt, device, provenance)
     assert stage1_key is not None, "stages 2 and 3 need their stage-1 key"
-    d1 = artifact_dir(store, 1, stage1_key)
+    d1 = st.require(1, stage1_key)
     if stage == 2:
         return run_stage2(cfg, d1, out, key, on_epoch, ckpt, device, provenance)
     assert stage2_key is not None, "stage 3 needs its stage-2 key"
-    d2 = artifact_dir(store, 2, stage2_key)
+    d2 = st.require(2, stage2_key)
     return run_stage3(cfg, d2, d1, out, key, on_epoch, ckpt, device, provenance)
 
 
@@ -74,12 +78,13 @@ def run_pipeline(
 
 def validate(s1: Stage1Config, s2: Stage2Config, s3: Stage3Config) -> None:
     """What stages 2 and 3 would refuse after stage 1 has trained, refused now: BudgetError for
-    a budget outside [1, the model's ReLU count], ValueError for unknown choices."""
+    a budget outside [0, the model's ReLU count], ConfigError (a ValueError) for a value outside
+    its rule (stages.config.RULES) or a stage-2 combination that cannot run."""
     from .data import INPUT_SHAPES
 
+    check(s1)
     check_config(s2)
-    if s3.tau <= 0:
-        raise ValueError(f"temperature tau must be > 0, got {s3.tau}")
+    check(s3)
     if s1.data.dataset in INPUT_SHAPES:  # an unknown dataset is load_data's error to raise
         check_budget(s2.budget, relu_total(s1.model, s1.data.dataset, s1.include_stem))
 

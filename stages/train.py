@@ -23,6 +23,8 @@ from torch import nn
 from .artifacts import load_state, save_artifact, save_state
 from .config import DataConfig, OptimConfig, StageResult
 from .data import DataBundle, TensorLoader, load_data
+from .invariants import check_result
+from .store import discard_checkpoint
 
 # Called once per epoch with metrics (epoch, epochs, loss, val_acc, ...): the orchestrator
 # forwards these to Ray Tune; the CLI prints them.
@@ -173,8 +175,15 @@ def fit(
     rng = ctx.train.generator  # checkpointed: else a resume replays epoch 0's shuffles
     state = Fit([], cpu_state(model), -1.0)
     start = 0
+    saved = None
     if checkpoint is not None and checkpoint.exists():
-        saved = load_state(checkpoint, ctx.device)
+        try:  # a torn or rotten checkpoint must not fail its stage on every rerun
+            saved = load_state(checkpoint, ctx.device)
+        except torch.OutOfMemoryError:
+            raise  # the device, not the file
+        except Exception as e:
+            discard_checkpoint(checkpoint, e)  # set aside with a warning; start over
+    if saved is not None:
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["opt"])
         sched.load_state_dict(saved["sched"])
@@ -246,7 +255,8 @@ def commit(
     """Measure the final model's validation and test accuracy, write the stage's artifact
     (weights, then metadata as the commit mark) and drop its epoch checkpoint: the one way
     every stage finishes. `provenance` (who ran it: sweep, run, Ray trial, Slurm job) is
-    stored in the metadata but is not part of the content key."""
+    stored in the metadata but is not part of the content key. A result that breaks the
+    invariants (stages/invariants.py) raises InvariantError and writes nothing."""
     meta = {
         "stage": stage,
         "key": key,
@@ -262,6 +272,7 @@ def commit(
         "hostname": socket.gethostname(),
         "device": str(ctx.device),
     }
+    check_result(stage, meta, history, model)  # a result that breaks them is never committed
     save_artifact(out_dir, model.state_dict(), meta)
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)

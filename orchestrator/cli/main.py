@@ -18,6 +18,12 @@ Debug path:  senet pipeline --model resnet20 --dataset digits --budget 2000
 """
 
 
+# relu-count's bounds: 1024 px is 16x the largest image of any dataset here (Tiny-ImageNet's 64)
+# and above ImageNet's 224; beyond it, counts describe no model anyone trains on these stages.
+MAX_SIDE = 1024
+MAX_CHANNELS = 64
+
+
 def _add_relu_count(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "relu-count",
@@ -26,8 +32,12 @@ def _add_relu_count(sub: argparse._SubParsersAction) -> None:
         "the last line is `total <N>`.",
     )
     p.add_argument("model", help="resnet18 | resnet20 | wrn22_8 | vgg16_bn")
-    p.add_argument("--input-size", type=int, default=32, help="image side in pixels (32)")
-    p.add_argument("--in-channels", type=int, default=3, help="image channels (3)")
+    p.add_argument(
+        "--input-size", type=int, default=32, help=f"image side in pixels (32; 1 to {MAX_SIDE})"
+    )
+    p.add_argument(
+        "--in-channels", type=int, default=3, help=f"image channels (3; 1 to {MAX_CHANNELS})"
+    )
     p.add_argument(
         "--no-stem", action="store_true", help="exclude the stem ReLU (SNL's convention)"
     )
@@ -35,14 +45,18 @@ def _add_relu_count(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_relu_count(args: argparse.Namespace) -> int:
-    from stages.models import MODELS, build_model
+    from stages.config import RULES
+    from stages.models import build_model
     from stages.partial_relu import relu_layers
 
-    if args.model not in MODELS:
-        raise UserError(f"unknown model {args.model!r}; choose one of: {', '.join(sorted(MODELS))}")
-    if args.input_size < 1:
-        raise UserError(f"--input-size must be positive, got {args.input_size}")
-    model = build_model(args.model, 10, args.in_channels)
+    if problem := RULES["model"].problem(args.model):
+        raise UserError(f"model: {problem} (got {args.model!r})")
+    if not 1 <= args.input_size <= MAX_SIDE:
+        raise UserError(f"--input-size: must be in [1, {MAX_SIDE}] (got {args.input_size})")
+    if not 1 <= args.in_channels <= MAX_CHANNELS:
+        raise UserError(f"--in-channels: must be in [1, {MAX_CHANNELS}] (got {args.in_channels})")
+    # Traced on the meta device: shapes only, no memory for activations and no arithmetic.
+    model = build_model(args.model, 10, args.in_channels).to("meta")
     try:
         layers = relu_layers(model, args.input_size, args.in_channels, not args.no_stem)
     except RuntimeError as e:
@@ -89,12 +103,19 @@ def _add_results(sub: argparse._SubParsersAction) -> None:
     add_results(sub)
 
 
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    from orchestrator.cli.verify_cmd import add_verify
+
+    add_verify(sub)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_sweep_commands,
     _add_relu_count,
     _add_pipeline,
     _add_results,
     _add_slurm,
+    _add_verify,
 ]
 
 

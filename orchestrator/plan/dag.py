@@ -16,7 +16,7 @@ from typing import Any, Protocol
 from ray.tune.search import Searcher
 
 from orchestrator.plan.plan import Node
-from stages.artifacts import artifact_dir, read_meta
+from stages.store import Store
 
 
 class NodeSource(Protocol):
@@ -38,7 +38,7 @@ class DagSearcher(Searcher):
         self,
         nodes: list[Node],
         done: set[str],
-        trial_config: dict[str, Any],
+        store: Store | Path,
         source: NodeSource | None = None,
     ) -> None:
         super().__init__(metric="val_acc", mode="max")
@@ -46,7 +46,7 @@ class DagSearcher(Searcher):
         self.provenance: dict[str, dict[str, Any]] = {}  # per-node extras (Optuna trial)
         self.stopped: set[str] = set()
         self.nodes: dict[str, Node] = {n.key: n for n in nodes}
-        self.trial_config = trial_config  # fields every trial gets (store, sweep, run id…)
+        self.store = Store(store)  # what is done (a sampled node an earlier run computed)
         self.done: set[str] = set(done)
         self.pending: list[str] = [k for k in self.nodes if k not in self.done]
         self.running: dict[str, str] = {}  # trial id -> key
@@ -61,7 +61,7 @@ class DagSearcher(Searcher):
         if node.key in self.nodes:
             return
         self.nodes[node.key] = node
-        if read_meta(artifact_dir(Path(self.trial_config["store"]), node.stage, node.key)):
+        if self.store.is_done(node.stage, node.key):
             self.done.add(node.key)  # computed by an earlier run: never again
             return
         self.pending.append(node.key)
@@ -103,8 +103,7 @@ class DagSearcher(Searcher):
             self.pending.remove(key)
             self.running[trial_id] = key
             self._emit("started", self.nodes[key], None)
-            extra = {"provenance": self.provenance[key]} if key in self.provenance else {}
-            return {**self.trial_config, "node": self.nodes[key].to_dict(), **extra}
+            return trial_config(self.nodes[key], self.provenance.get(key))
         source_done = self.source is None or self.source.exhausted()
         if not self.running and not self.pending and source_done:
             return Searcher.FINISHED
@@ -135,7 +134,7 @@ class DagSearcher(Searcher):
         """The metrics of a finished node, from this run or from the store."""
         if node.key in self.results:
             return self.results[node.key]
-        meta = read_meta(artifact_dir(Path(self.trial_config["store"]), node.stage, node.key))
+        meta = self.store.meta(node.stage, node.key)
         return None if meta is None else {k: meta.get(k) for k in ("val_acc", "relu_count")}
 
     def _emit(self, event: str, node: Node, result: dict[str, Any] | None) -> None:
@@ -165,3 +164,21 @@ class DagSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
+
+
+# A trial's Tune config is its plan node (Node.to_dict()) and the node's provenance extras
+# (the Optuna trial that sampled it); what every trial of the run shares goes to the trainable
+# as a typed TrialSpec (orchestrator.run.trial). These three functions are its one home.
+def trial_config(node: Node, extras: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The Tune config of the trial that runs `node`."""
+    return {"node": node.to_dict(), **({"provenance": extras} if extras else {})}
+
+
+def config_node(config: dict[str, Any]) -> dict[str, Any] | None:
+    """The plan node a trial's Tune config carries (None: not a trial of this searcher)."""
+    return config.get("node")
+
+
+def config_extras(config: dict[str, Any]) -> dict[str, Any]:
+    """The provenance extras a trial's Tune config carries (optuna_study, optuna_trial)."""
+    return dict(config.get("provenance") or {})

@@ -2,19 +2,20 @@
 
 Stage 1 runs once per seed; stage 2 once per (stage-1 result, budget, stage-2 setting);
 stage 3 once per (stage-2 result, stage-3 setting). Every node is named by its content key,
-so equal work collapses to one node, and a node whose artifact exists in the store is done.
+so equal work collapses to one node, and a node whose artifact is committed and whole in the
+store (stages.store.Store) is done.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from orchestrator.spec.sweep import Sweep
-from stages.artifacts import artifact_dir, content_key, jsonable, read_meta
+from stages.artifacts import content_key, jsonable
 from stages.stage2 import canonical
+from stages.store import Store
 
 
 @dataclass(frozen=True)
@@ -64,17 +65,21 @@ class Plan:
     nodes: dict[str, Node]  # by key, parents before children
 
     @property
-    def store(self) -> Path:
-        return self.sweep.workdir / "store"
+    def store(self) -> Store:
+        return Store.of_workdir(self.sweep.workdir)
 
     def stage(self, n: int) -> list[Node]:
         return [node for node in self.nodes.values() if node.stage == n]
 
-    def is_done(self, node: Node) -> bool:
-        return read_meta(artifact_dir(self.store, node.stage, node.key)) is not None
+    def is_done(self, node: Node, deep: bool = False) -> bool:
+        """Committed and whole; a damaged artifact is quarantined and reads as not done."""
+        return self.store.is_done(node.stage, node.key, deep)
 
-    def done_keys(self) -> set[str]:
-        return {k for k, node in self.nodes.items() if self.is_done(node)}
+    def done_keys(self, deep: bool = False) -> set[str]:
+        """The finished nodes. `deep` (the driver, before a run) also checks the sha256 of
+        stage-1 and stage-2 artifacts, the ones later stages load; stage-3 models are read by
+        no stage, so their sizes are checked, not their hashes (see stages.store)."""
+        return {k for k, n in self.nodes.items() if self.is_done(n, deep and n.stage < 3)}
 
     def summary(self) -> dict[str, dict[str, int]]:
         """{"stage1": {"total": n, "done": k}, ...}: what `senet validate --json` prints."""

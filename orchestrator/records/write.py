@@ -1,7 +1,8 @@
 """Writing records: <workdir>/results/sweep=<name>/stage=<n>/<key>.parquet (hive partitions;
 `sweep` and `stage` come from the path, not the file). The file name is the content key and
 each write is a temp file + rename, so a retried or resumed run overwrites instead of
-duplicating, and reconciling after a crash is idempotent.
+duplicating, and reconciling after a crash is idempotent. A record file that does not read
+as Parquet is quarantined (<workdir>/store/quarantine/) and rebuilt from the store's metadata.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from typing import Any, Protocol
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from orchestrator.records.schema import SCHEMA, row_from_meta
-from stages.artifacts import artifact_dir, atomic_write_bytes, read_meta
+from orchestrator.records.schema import SCHEMA, row_from_meta, row_without_artifact
+from stages.artifacts import atomic_write_bytes
+from stages.store import Store, quarantine
 
 
 class StageExecution(Protocol):
@@ -47,6 +49,31 @@ def write_record(workdir: Path, sweep: str, stage: int, row: dict[str, Any]) -> 
     return path
 
 
+def write_committed(
+    workdir: Path, sweep: str, stage: int, meta: dict[str, Any], artifact: Path | str
+) -> Path:
+    """The record of a committed stage execution, from its meta.json: the one way such a
+    record is written (the trial, reconciling, bench/fidelity.py)."""
+    return write_record(workdir, sweep, stage, row_from_meta(meta, sweep, artifact))
+
+
+def write_uncommitted(
+    workdir: Path,
+    sweep: str,
+    node: dict[str, Any],
+    model: str,
+    dataset: str,
+    status: str,
+    provenance: dict[str, Any],
+    error: str | None = None,
+    last: dict[str, Any] | None = None,
+) -> Path:
+    """The record of a stage execution that left no artifact (`failed`, or `stopped` early by
+    ASHA), from its plan node (Node.to_dict()): the one way such a record is written."""
+    row = row_without_artifact(node, model, dataset, status, provenance, error, last)
+    return write_record(workdir, sweep, int(node["stage"]), row)
+
+
 def has_record(workdir: Path, sweep: str, stage: int, key: str) -> bool:
     return record_path(workdir, sweep, stage, key).exists()
 
@@ -57,12 +84,52 @@ def reconcile_records(
     """Write the record of every finished node this sweep has none of (a crash between commit
     and record, or work another sweep did): idempotent, so safe at every start and end."""
     written = 0
+    st = Store(store)
     for node in nodes:
-        if has_record(workdir, sweep, node.stage, node.key):
+        path = record_path(workdir, sweep, node.stage, node.key)
+        if path.exists() and record_problem(path) is None:
             continue
-        folder = artifact_dir(store, node.stage, node.key)
-        meta = read_meta(folder)
+        if path.exists():
+            _set_aside(path, st)
+        meta = st.meta(node.stage, node.key)
         if meta is not None:
-            write_record(workdir, sweep, node.stage, row_from_meta(meta, sweep, folder))
+            folder = st.folder(node.stage, node.key)
+            write_committed(workdir, sweep, node.stage, meta, folder)
             written += 1
     return written
+
+
+def record_problem(path: Path) -> str | None:
+    """Why a record file is not a readable Parquet file (None: it is). Reads the footer only
+    (magic bytes, metadata, a `key` column): cheap enough for every file at every read."""
+    try:
+        if "key" not in pq.read_schema(path).names:
+            return "a Parquet file without the records' `key` column"
+    except (OSError, ValueError, pa.ArrowException) as e:
+        return f"not a readable Parquet file ({' '.join(str(e).split())[:160]})"
+    return None
+
+
+def _set_aside(path: Path, store: Store, problem: str | None = None) -> None:
+    sweep, stage = path.parent.parent.name, path.parent.name
+    reason = f"{path}: {problem or record_problem(path)}; it is rebuilt from the store"
+    try:
+        quarantine(path, reason, store.quarantine_dir, f"{sweep}-{stage}-{path.name}")
+    except FileNotFoundError:
+        pass  # another reader moved it first
+
+
+def heal_record(workdir: Path, path: Path, problem: str | None = None) -> bool:
+    """Quarantine the damaged record file `path` (under `workdir`) and rebuild it from its
+    artifact's metadata, its sweep, stage and key read from the path. False when the store
+    holds no artifact to rebuild it from (a failed or stopped run's record: a rerun writes it
+    again)."""
+    store = Store.of_workdir(workdir)
+    _set_aside(path, store, problem)
+    sweep = path.parent.parent.name.removeprefix("sweep=")
+    stage, key = int(path.parent.name.removeprefix("stage=")), path.stem
+    meta = store.meta(stage, key)
+    if meta is None:
+        return False
+    write_committed(workdir, sweep, stage, meta, store.folder(stage, key))
+    return True

@@ -18,8 +18,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.plan.plan import Node, Plan, build_plan
-from orchestrator.records.schema import code_version, row_without_artifact
-from orchestrator.records.write import reconcile_records, write_record
+from orchestrator.records.schema import code_version
+from orchestrator.records.write import reconcile_records
+from orchestrator.run.lock import workdir_lock
 from orchestrator.spec.sweep import Sweep
 
 Printer = Callable[[str], None]
@@ -96,7 +97,9 @@ def connect(address: str | None) -> bool:
 def _reconcile_records(plan: Plan, nodes: Iterable[Node] = ()) -> int:
     """Records of the plan's finished nodes (and of `nodes`, those sampled while it ran)."""
     sweep = plan.sweep
-    return reconcile_records(sweep.workdir, sweep.name, plan.store, [*plan.nodes.values(), *nodes])
+    return reconcile_records(
+        sweep.workdir, sweep.name, plan.store.root, [*plan.nodes.values(), *nodes]
+    )
 
 
 def run_sweep(
@@ -106,38 +109,53 @@ def run_sweep(
     device: str = "auto",
     listeners: list[Callable[[str, Any, dict[str, Any] | None], None]] | None = None,
 ) -> RunSummary:
-    """Run every unfinished stage execution of `sweep` as Tune trials; returns what happened."""
+    """Run every unfinished stage execution of `sweep` as Tune trials; returns what happened.
+    One run per workdir: raises WorkdirBusy (naming the holder's host and PID) before
+    anything starts when another run holds the workdir's lock."""
+    with workdir_lock(sweep.workdir, "senet run"):
+        return _run_sweep(sweep, address, printer, device, listeners)
+
+
+def _run_sweep(
+    sweep: Sweep,
+    address: str | None,
+    printer: Printer,
+    device: str,
+    listeners: list[Callable[[str, Any, dict[str, Any] | None], None]] | None,
+) -> RunSummary:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
     from ray import tune
 
     from orchestrator.plan.dag import DagSearcher
-    from orchestrator.run.callbacks import FailureRecorder, Progress, StatusTicker
-    from orchestrator.run.trial import stage_trainable
+    from orchestrator.run.callbacks import FailureRecorder, Progress, StatusTicker, StoppedRecorder
+    from orchestrator.run.trial import TrialSpec, stage_trainable
 
     t0 = time.monotonic()
     optuna = sweep.search.optuna  # OptunaSettings in the Optuna modes: stage 3 is sampled
     plan = build_plan(sweep, [] if optuna else None)
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     sweep.workdir.mkdir(parents=True, exist_ok=True)
+    done = plan.done_keys(deep=True)  # heals first: a damaged artifact is recomputed
     _reconcile_records(plan)
-    done = plan.done_keys()
     todo = [n for n in plan.nodes.values() if n.key not in done]
     summary = RunSummary(run_id, {1: 0, 2: 0, 3: 0})
     printer(
         f"sweep {sweep.name}: {len(plan.nodes)} stage executions planned, {len(done)} already done, {len(todo)} to run"
     )
-    trials_left = 0
+    trials_left, source = 0, None
     if optuna:
-        from orchestrator.search.studies import finished_counts, journal_path, study_names
+        from orchestrator.search.source import OptunaSource
+        from orchestrator.search.studies import journal_path
 
-        names = list(study_names(sweep.name, optuna, sweep.budgets).values())
-        finished = finished_counts(sweep.workdir, names)
-        trials_left = sum(max(0, optuna.trials - n) for n in finished.values())
+        source = OptunaSource(sweep, optuna)  # reads the journal once: counts, stale trials
+        trials_left = source.trials_left()
         printer(
-            f"optuna ({optuna.mode}, {optuna.sampler}, seed {optuna.seed}): {len(names)} studies, "
-            f"{sum(finished.values())} trials finished, {trials_left} to run; study journal "
+            f"optuna ({optuna.mode}, {optuna.sampler}, seed {optuna.seed}): {len(source.names)} studies, "
+            f"{sum(source.finished.values())} trials finished, {trials_left} to run; study journal "
             f"{journal_path(sweep.workdir)}"
         )
+        if source.stale:
+            printer(f"optuna: {source.stale} trials left RUNNING by an interrupted run marked FAIL")
     if not todo and not trials_left:
         summary.wall_s = time.monotonic() - t0
         return summary
@@ -155,37 +173,35 @@ def run_sweep(
                 f"{cluster_cpus:g} CPUs / {ray.cluster_resources().get('GPU', 0):g} GPUs"
             )
         max_conc = res.max_concurrent or max(1, int(cluster_cpus // res.cpus))
-        trial_config = {
-            "store": str(plan.store),
-            "workdir": str(sweep.workdir),
-            "sweep": sweep.name,
-            "run_id": run_id,
-            "code_version": code_version(),
-            "cpus": res.cpus,
-            "device": device if res.gpus > 0 or device != "auto" else "cpu",
-        }
-        source, scheduler = None, None
-        if optuna:
+        spec = TrialSpec(
+            store=plan.store.root,
+            workdir=sweep.workdir,
+            sweep=sweep.name,
+            run_id=run_id,
+            code_version=code_version(),
+            cpus=res.cpus,
+            device=TrialSpec.trial_device(device, res.gpus),
+        )
+        scheduler = None
+        if source is not None and optuna is not None:
             from orchestrator.search.asha import PerBudgetASHA
-            from orchestrator.search.source import OptunaSource
 
             # Stage-1/2 trials do not report the stage-3 metric ASHA and Optuna watch.
             os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
-            source = OptunaSource(sweep, optuna, max_conc)
-            if source.stale:
-                printer(
-                    f"optuna: {source.stale} trials left RUNNING by an interrupted run marked FAIL"
-                )
+            source.limit_in_flight(max_conc)
             if optuna.asha:
                 scheduler = PerBudgetASHA(sweep.stage3[0].optim.epochs, **optuna.asha)
-        searcher = DagSearcher(list(plan.nodes.values()), done, trial_config, source)
-        searcher.listeners.append(_stopped_recorder(sweep, searcher, trial_config))
+        searcher = DagSearcher(list(plan.nodes.values()), done, plan.store, source)
+        searcher.listeners.append(StoppedRecorder(sweep, spec, searcher).event)
         progress = Progress(searcher, printer)
         searcher.listeners.append(progress.event)
         searcher.listeners.extend(listeners or [])
-        failures = FailureRecorder(sweep, trial_config)
+        failures = FailureRecorder(sweep, spec)
         tuner = tune.Tuner(
-            tune.with_resources(stage_trainable, {"cpu": res.cpus, "gpu": res.gpus}),
+            tune.with_resources(
+                tune.with_parameters(stage_trainable, spec=spec),
+                {"cpu": res.cpus, "gpu": res.gpus},
+            ),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
                 num_samples=-1,
@@ -220,21 +236,3 @@ def run_sweep(
             ray.shutdown()
     summary.wall_s = time.monotonic() - t0
     return summary
-
-
-def _stopped_recorder(
-    sweep: Sweep, searcher: Any, trial_config: dict[str, Any]
-) -> Callable[[str, Node, dict[str, Any] | None], None]:
-    """Records stage-3 trials ASHA stopped early: analysts see every sampled setting."""
-
-    def listen(event: str, node: Node, result: dict[str, Any] | None) -> None:
-        if event != "stopped":
-            return
-        prov = {**trial_config, **searcher.provenance.get(node.key, {})}
-        prov["ray_trial_id"] = (result or {}).get("trial_id")
-        row = row_without_artifact(
-            node.to_dict(), sweep.model, sweep.dataset, "stopped", prov, last=result
-        )
-        write_record(sweep.workdir, sweep.name, node.stage, row)
-
-    return listen

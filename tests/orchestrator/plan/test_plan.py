@@ -39,3 +39,44 @@ def test_plan_gives_equal_work_one_node() -> None:
         (1000, "snl", "global"),
     ]
     assert len(plan.stage(3)) == 5
+
+
+def test_a_grid_links_each_stage_to_its_parent() -> None:
+    """Two seeds x two budgets x two temperatures: 2 + 4 + 8 nodes, each stage-3 node under
+    the stage-2 node of its own seed and budget."""
+    plan = build_plan(
+        parse_sweep(
+            _doc(sweep={"seeds": [0, 1], "budgets": [500, 1000]}, stage3={"tau": [2.0, 4.0]})
+        )
+    )
+    assert [len(plan.stage(n)) for n in (1, 2, 3)] == [2, 4, 8]
+    for n2 in plan.stage(2):
+        n1 = plan.nodes[n2.stage1_key]
+        assert n1.stage == 1 and n2.labels["seed"] == n1.labels["seed"]
+    for n3 in plan.stage(3):
+        n2 = plan.nodes[n3.stage2_key]
+        assert n3.stage1_key == n2.stage1_key
+        assert (n3.labels["seed"], n3.labels["budget"]) == (n2.labels["seed"], n2.labels["budget"])
+    labels = {(n.labels["seed"], n.labels["budget"], n.labels["tau"]) for n in plan.stage(3)}
+    assert len(labels) == 8
+    keys = list(plan.nodes)
+    assert all(keys.index(n.stage2_key) < keys.index(n.key) for n in plan.stage(3))  # parents first
+
+
+def test_keys_are_content_addressed() -> None:
+    """The same settings give the same keys in another plan; a stage-1 change reaches every
+    descendant's key, a stage-3 change only stage 3's."""
+    base = build_plan(parse_sweep(_doc()))
+    same = build_plan(parse_sweep(_doc()))
+    assert list(base.nodes) == list(same.nodes)
+    teacher = build_plan(parse_sweep(_doc(stage1={"epochs": 7})))
+    assert not set(teacher.nodes) & set(base.nodes)
+    student = build_plan(parse_sweep(_doc(stage3={"tau": 8.0})))
+    assert [n.key for n in student.stage(2)] == [n.key for n in base.stage(2)]
+    assert [n.key for n in student.stage(3)] != [n.key for n in base.stage(3)]
+
+
+def test_the_optuna_modes_plan_no_stage3() -> None:
+    """Stage 3 is sampled while the sweep runs: the plan holds its parents only."""
+    plan = build_plan(parse_sweep(_doc(sweep={"budgets": [500, 1000]})), [])
+    assert [len(plan.stage(n)) for n in (1, 2, 3)] == [1, 2, 0]

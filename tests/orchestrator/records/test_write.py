@@ -35,3 +35,17 @@ def test_reconcile_writes_missing_records_once(tmp_path: Path) -> None:
     before = record_path(work, "s", 2, "mine").stat().st_mtime_ns
     assert reconcile_records(work, "s", store, nodes) == 0  # idempotent: nothing rewritten
     assert record_path(work, "s", 2, "mine").stat().st_mtime_ns == before
+
+
+def test_reconcile_rewrites_a_garbage_record(tmp_path: Path) -> None:
+    """A record that does not read as Parquet is quarantined and rewritten, not skipped
+    because a file of that name exists."""
+    work, store = tmp_path / "work", tmp_path / "work" / "store"
+    _commit(store, 2, "mine", sweep="s")
+    reconcile_records(work, "s", store, [_Node(2, "mine")])
+    path = record_path(work, "s", 2, "mine")
+    path.write_bytes(path.read_bytes()[:-20])  # torn: the footer is gone
+    assert reconcile_records(work, "s", store, [_Node(2, "mine")]) == 1
+    assert read_records(work, sweep="s")["key"].to_pylist() == ["mine"]
+    [kept] = (store / "quarantine").iterdir()
+    assert kept.name.startswith("sweep=s-stage=2-mine.parquet.")

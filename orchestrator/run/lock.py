@@ -1,0 +1,96 @@
+"""One run per workdir: an advisory lock on <workdir>/run.lock, held for the whole run.
+
+`fcntl.flock` on the lock file, taken without waiting: a second `senet run` (or `senet
+submit`, or `senet verify`) on the same workdir refuses in one line naming the host and PID
+written into the file by the holder. The kernel releases a flock when its holder dies, however
+it dies (kill -9 included), so a lock left behind never blocks: the file stays, the lock does
+not, and its stale host/PID text is simply overwritten.
+
+What it needs from a shared filesystem: flock that is coherent across hosts.
+- Local filesystems: always.
+- NFS: Linux clients implement flock with NFS byte-range locks (NFSv4, or v3 with lockd/NLM),
+  seen by every client. Mounts with `nolock` or `local_lock=flock|all` make locks local to
+  one host: two hosts could then both run. A client that dies holding the lock releases it
+  when the server's lease expires (NFSv4: about 90 s).
+- Lustre: mount with `-o flock` (coherent across clients); `localflock` is per-node only, and
+  with `noflock` flock fails: then we warn and run unlocked rather than refuse to run.
+- GPFS / Spectrum Scale, BeeGFS, CephFS: coherent flock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import fcntl
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+from orchestrator.errors import UserError
+
+LOCK = "run.lock"
+log = logging.getLogger("senet.lock")
+
+# flock errors that mean "this filesystem has no (coherent) flock", not "someone holds it".
+_UNSUPPORTED = {errno.ENOLCK, errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP}
+
+
+class WorkdirBusy(UserError):
+    """Another process holds the workdir's lock: one line naming its host and PID."""
+
+
+def lock_path(workdir: Path) -> Path:
+    return Path(workdir) / LOCK
+
+
+def _holder(fd: int) -> str:
+    text = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+    return text or "another process (it has not written its host and PID yet)"
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: Path, command: str = "senet run") -> Iterator[None]:
+    """Hold the workdir's lock for the block, or raise WorkdirBusy at once naming the holder.
+    The file gets `COMMAND on HOST pid PID since TIME` while held."""
+    path = lock_path(workdir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        if _acquire(fd, path):
+            since = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+            text = f"{command} on {socket.gethostname()} pid {os.getpid()} since {since}\n"
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, text.encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the flock; the text stays, stale, until the next holder
+
+
+def _acquire(fd: int, path: Path) -> bool:
+    """True once locked; False (with a warning) where the filesystem has no flock."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        raise WorkdirBusy(
+            f"{path}: workdir in use by {_holder(fd)}; wait for it to finish or stop it"
+        ) from None
+    except OSError as e:
+        if e.errno not in _UNSUPPORTED:
+            raise
+    log.warning(
+        "senet: warning: %s: the filesystem refuses flock; running without the one-run-per-"
+        "workdir lock (Lustre: mount with -o flock)",
+        path,
+    )
+    return False
+
+
+def check_unlocked(workdir: Path, command: str = "senet submit") -> None:
+    """Refuse (WorkdirBusy) if a run holds the workdir now; holds nothing afterwards."""
+    if Path(workdir).exists():
+        with workdir_lock(workdir, command):
+            pass

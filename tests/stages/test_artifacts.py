@@ -1,0 +1,38 @@
+"""The one writer: files are as readable as the umask allows (mkstemp alone would make every
+artifact and record 0600, unreadable to colleagues sharing a project folder)."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from stages.artifacts import META, WEIGHTS, atomic_write_bytes, save_artifact, umask
+
+
+@pytest.fixture
+def restore_umask() -> Iterator[None]:
+    saved = os.umask(0o022)
+    os.umask(saved)
+    yield
+    os.umask(saved)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002, 0o027])
+def test_written_files_follow_the_umask(tmp_path: Path, restore_umask: None, mask: int) -> None:
+    os.umask(mask)
+    assert umask() == mask
+    atomic_write_bytes(tmp_path / "a" / "record.parquet", b"x")
+    folder = save_artifact(tmp_path / "stage1" / "k", {"w": torch.zeros(3)}, {"key": "k"})
+    want = 0o666 & ~mask
+    for path in (tmp_path / "a" / "record.parquet", folder / WEIGHTS, folder / META):
+        assert _mode(path) == want, (path, oct(_mode(path)), oct(want))
+    assert not list(tmp_path.rglob("*.tmp"))  # no temp file left behind
