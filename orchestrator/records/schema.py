@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2  # 2: method, init, hamming
+SCHEMA_VERSION = 3  # 2: method, init, hamming; 3: stage1_key
 
 _TS = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema(
@@ -54,6 +55,7 @@ SCHEMA = pa.schema(
         ("method", pa.string()),  # the stage-2 mask search (stage-3 records: of their parent)
         ("init", pa.string()),
         ("hamming", pa.float64()),  # stage 2: mask change over its last epoch (0: settled)
+        ("stage1_key", pa.string()),  # the stage-1 execution (teacher) it descends from
     ]
 )
 PARTITIONS = pa.schema([("sweep", pa.string()), ("stage", pa.int32())])
@@ -61,6 +63,28 @@ PARTITIONS = pa.schema([("sweep", pa.string()), ("stage", pa.int32())])
 
 def _ts(seconds: float | None) -> dt.datetime | None:
     return None if seconds is None else dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+
+
+# ANSI escape sequences (CSI colours and cursor moves, OSC titles and links, charset and other
+# short escapes) and the other control characters a terminal-bound traceback carries; newline
+# and tab stay.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[ -/]*[0-~]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def plain_text(text: str | None) -> str | None:
+    """`text` without terminal escape codes or control characters: the error column is read
+    by people and by queries (`error LIKE '%...%'`), not replayed on a terminal."""
+    if text is None:
+        return None
+    return _CONTROL.sub("", _ANSI.sub("", text.replace("\r\n", "\n")))
+
+
+def _stage1_key(meta: dict[str, Any]) -> str | None:
+    """The teacher's key: a stage-1 result is its own, stage 2's parent is it, stage 3's
+    metadata carries it."""
+    stage = int(meta.get("stage", 0))
+    return {1: meta["key"], 2: meta.get("parent_key")}.get(stage, meta.get("stage1_key"))
 
 
 def _settings(cfg: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +122,7 @@ def row_from_meta(meta: dict[str, Any], sweep: str, artifact: Path | str) -> dic
         "method": meta.get("method", cfg.get("method")),
         "init": meta.get("init", cfg.get("init")),
         "hamming": (meta.get("hamming") or [None])[-1],
+        "stage1_key": _stage1_key(meta),
         **_settings(cfg),
         "val_acc": meta.get("val_acc"),
         "test_acc": meta.get("test_acc"),
@@ -144,11 +169,12 @@ def row_without_artifact(
         "allocation": labels.get("allocation"),
         "method": labels.get("method"),
         "init": labels.get("init"),
+        "stage1_key": node["key"] if node["stage"] == 1 else node.get("stage1_key"),
         **_settings(cfg),
         "epochs": last.get("epoch", optim.get("epochs")),
         "val_acc": last.get("val_acc"),
         "status": status,
-        "error": error,
+        "error": plain_text(error),
         "finished_at": dt.datetime.now(tz=dt.UTC),
         "slurm_job_id": provenance.get("slurm_job_id"),
         "ray_trial_id": provenance.get("ray_trial_id"),

@@ -12,6 +12,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import UserError
+from orchestrator.run.lock import check_unlocked
 from orchestrator.slurm.node import NodeRunner
 from orchestrator.spec.sweep import Sweep
 from stages.artifacts import atomic_write_bytes
@@ -38,6 +40,31 @@ ACTIVE = (
     "REQUEUE_HOLD",
     "REQUEUE_FED",
 )
+
+
+JOB_ID = re.compile(r"[0-9]+(_[0-9]+)?")  # a job, or one task of an array (123_4)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def check_script_text(what: str, value: str | os.PathLike[str]) -> None:
+    """Refuse a value that goes into the generated sbatch script (or names its files) if it has
+    a control character: a newline there ends the `#SBATCH` line and starts a shell command
+    the job runs on the cluster. The value is shown escaped, so the message stays one line."""
+    text = os.fspath(value)
+    bad = _CONTROL.search(text)
+    if bad:
+        raise UserError(
+            f"{what} {text!r} has a control character ({bad.group()!r}); it would break the "
+            "generated Slurm script: use a name without one"
+        )
+
+
+def check_job_id(job_id: object, source: str) -> str:
+    """A Slurm job id (digits, optionally _N for an array task) before scancel, sacct or squeue
+    sees it: anything else from a file is not passed on to them."""
+    if not isinstance(job_id, str) or not JOB_ID.fullmatch(job_id):
+        raise UserError(f"{source}: job id {job_id!r} is not a Slurm job id (digits, or digits_N)")
+    return job_id
 
 
 class SweepJob:
@@ -87,6 +114,9 @@ class SlurmRequest:
             )
         if self.cpus_per_node % self.raylets_per_node:
             raise UserError("--cpus-per-node must be a multiple of --raylets-per-node")
+        for name in ("partition", "account", "qos", "mem"):
+            if getattr(self, name) is not None:
+                check_script_text(f"--{name}", getattr(self, name))
 
 
 def _state_file(workdir: Path) -> Path:
@@ -94,16 +124,31 @@ def _state_file(workdir: Path) -> Path:
 
 
 def _current(workdir: Path) -> dict[str, Any]:
+    """The newest submission of a workdir, checked: a damaged or hand-edited current.json is
+    one line naming the file, never a traceback, and its job id reaches no Slurm command."""
     path = _state_file(workdir)
     if not path.exists():
         raise UserError(
             f"no Slurm submission recorded in {workdir}; submit one with `senet submit SWEEP`"
         )
-    return json.loads(path.read_text())
+    fix = "remove it, or `senet submit` again after checking squeue for the job"
+    try:
+        cur = json.loads(path.read_text(errors="replace"))
+    except (OSError, ValueError) as e:
+        reason = " ".join(str(e).split())
+        raise UserError(f"{path}: not a submission record ({reason}); {fix}") from None
+    if not isinstance(cur, dict):
+        raise UserError(f"{path}: not a submission record (a JSON {type(cur).__name__}); {fix}")
+    for key in ("job_id", "folder", "sweep", "workdir", "submitted_at"):
+        if not isinstance(cur.get(key), str):
+            raise UserError(f"{path}: `{key}` is missing or not a string; {fix}")
+    check_job_id(cur["job_id"], str(path))
+    return cur
 
 
 def job_state(job_id: str) -> str:
     """The job's state from sacct (squeue while sacct has not seen it yet)."""
+    check_job_id(job_id, "job_state")
     out = subprocess.run(
         ["sacct", "-j", job_id, "-X", "-n", "-P", "-o", "State"],
         capture_output=True,
@@ -124,6 +169,9 @@ def submit(sweep: Sweep, request: SlurmRequest, device: str = "auto") -> tuple[A
     import submitit
 
     request.check()
+    check_script_text("workdir", sweep.workdir.resolve())  # names the script's log paths
+    check_script_text("sweep file", Path(sweep.path or "").resolve())
+    check_unlocked(sweep.workdir, "senet submit")  # a `senet run` (or job) is using it
     if shutil.which("sbatch") is None:
         raise UserError(
             "no sbatch on PATH: run on a Slurm login node (or start one here: bash slurm/local-cluster.sh up)"
@@ -216,9 +264,9 @@ def status(workdir: Path, printer: Callable[[str], None] = print) -> int:
         f"Slurm job {cur['job_id']}: {job_state(cur['job_id'])} (submitted {cur['submitted_at']}, folder {cur['folder']})"
     )
     from orchestrator.run.status import plan_summary
-    from orchestrator.spec.sweep import load_sweep
+    from orchestrator.spec.sweep import load_or_fail
 
-    sweep = load_sweep(cur["sweep"], Path(cur["workdir"]))
+    sweep = load_or_fail(cur["sweep"], Path(cur["workdir"]))
     for stage, counts in plan_summary(sweep).items():
         printer(f"{stage}: {counts['done']}/{counts['total']} done")
     return 0
@@ -226,7 +274,12 @@ def status(workdir: Path, printer: Callable[[str], None] = print) -> int:
 
 def cancel(workdir: Path, printer: Callable[[str], None] = print) -> int:
     cur = _current(workdir)
-    out = subprocess.run(["scancel", cur["job_id"]], capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        ["scancel", check_job_id(cur["job_id"], "cancel")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     if out.returncode != 0:
         raise UserError(f"scancel {cur['job_id']} failed: {out.stderr.strip()}")
     printer(

@@ -1,9 +1,12 @@
 """`senet submit` on a real Slurm (slurm/local-cluster.sh up; .ci/run starts it): a sweep as
 one job holding a Ray cluster, cancel and resubmit, requeue on a time limit, and refusal of
-an impossible request. tests/orchestrator/slurm/conftest.py skips them without a Slurm."""
+an impossible request. tests/orchestrator/slurm/conftest.py skips the `slurm` ones without a
+Slurm. Unmarked: what is refused before anything reaches Slurm (control characters in what
+the sbatch script holds, a damaged slurm/current.json, a job id that is not one)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,7 +19,6 @@ from support import write_sweep
 from orchestrator.records.read import read_records
 from orchestrator.records.write import results_dir
 
-pytestmark = pytest.mark.slurm
 SENET = [sys.executable, "-m", "orchestrator.cli"]
 ROOT = Path(__file__).resolve().parents[3]
 ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONUNBUFFERED": "1"}
@@ -39,6 +41,7 @@ def _records(work: Path, sweep: str) -> list[dict]:
     return read_records(work, sweep=sweep).to_pylist()
 
 
+@pytest.mark.slurm
 def test_submit_wait_runs_the_sweep_in_one_job_with_two_ray_nodes(tmp_path: Path) -> None:
     path = write_sweep(
         tmp_path / "s.toml", tmp_path / "work", name="slurm1", budgets=[3000], taus=[2.0, 4.0]
@@ -60,11 +63,16 @@ def test_submit_wait_runs_the_sweep_in_one_job_with_two_ray_nodes(tmp_path: Path
         "#SBATCH --open-mode=append",
     ):
         assert line in script, line
+    # Every line is a directive, a comment or one of submitit's two commands: nothing the
+    # sweep or the request said became a command of its own.
+    commands = [ln for ln in script.splitlines() if ln.strip() and not ln.startswith("#")]
+    assert [ln.split()[0] for ln in commands] == ["export", "srun"], commands
     status = senet("status", str(tmp_path / "work"))
     assert status.returncode == 0 and f"Slurm job {job_id}: COMPLETED" in status.stdout
     assert "stage3: 2/2 done" in status.stdout
 
 
+@pytest.mark.slurm
 def test_cancel_then_submit_again_resumes(tmp_path: Path) -> None:
     work = tmp_path / "work"
     path = write_sweep(tmp_path / "s.toml", work, name="slurm2", epochs=6)
@@ -92,6 +100,7 @@ def test_cancel_then_submit_again_resumes(tmp_path: Path) -> None:
     assert ran == 7 - len(before)
 
 
+@pytest.mark.slurm
 def test_impossible_request_is_refused_at_submit(tmp_path: Path) -> None:
     path = write_sweep(tmp_path / "s.toml", tmp_path / "work")
     start = time.monotonic()
@@ -101,6 +110,7 @@ def test_impossible_request_is_refused_at_submit(tmp_path: Path) -> None:
     assert time.monotonic() - start < 60
 
 
+@pytest.mark.slurm
 def test_bad_signal_delay_is_refused_before_submitting(tmp_path: Path) -> None:
     path = write_sweep(tmp_path / "s.toml", tmp_path / "work")
     out = senet("submit", str(path), "--time", "1", "--signal-delay", "45", timeout=60)
@@ -108,6 +118,7 @@ def test_bad_signal_delay_is_refused_before_submitting(tmp_path: Path) -> None:
     assert not (tmp_path / "work" / "slurm").exists()
 
 
+@pytest.mark.slurm
 @pytest.mark.slow
 def test_time_limit_requeue_resumes(tmp_path: Path) -> None:
     """A 2-minute limit with the warning 30 s before it: the job stops cleanly, requeues
@@ -140,3 +151,80 @@ def test_time_limit_requeue_resumes(tmp_path: Path) -> None:
     assert all(r["status"] == "completed" for r in rows)
     starts = sorted(p.name for p in (work / "slurm").glob("*/job*-start*"))
     assert len(starts) >= 2  # the same job started twice
+
+
+# --- refused before anything reaches Slurm (no Slurm needed) ----------------------------------
+
+
+def _senet(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    from orchestrator.cli.main import main
+
+    capsys.readouterr()
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.count("\n") == 1, err  # one line
+    return code, err
+
+
+@pytest.mark.parametrize(
+    "place", ["workdir", "sweep file", "--partition", "--account", "--qos", "--mem"]
+)
+def test_a_control_character_for_the_sbatch_script_is_refused_before_submitting(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], place: str
+) -> None:
+    """A newline in what the generated script holds would end its `#SBATCH` line and start a
+    shell command on the cluster: refused in one line, exit 2, with nothing written."""
+    evil = "x\ntouch pwned"
+    work = tmp_path / "work"
+    sweep = tmp_path / ("s" + evil + ".toml" if place == "sweep file" else "s.toml")
+    write_sweep(sweep, work)
+    argv = ["submit", str(sweep)]
+    if place == "workdir":
+        work = tmp_path / ("work" + evil)
+        argv += ["--workdir", str(work)]
+    elif place.startswith("--"):
+        argv += [place, evil]
+    code, err = _senet(capsys, *argv)
+    assert code == 2 and err.startswith("senet submit: error: ")
+    assert (
+        "control character ('\\n')" in err and (place if place != "sweep file" else "sweep") in err
+    )
+    assert not work.exists()  # no workdir, no slurm/ folder, no script
+    assert sorted(p.name for p in tmp_path.iterdir()) == [sweep.name]
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("{not json", "not a submission record"),
+        ("[1, 2]", "a JSON list"),
+        ('{"job_id": "1; scancel --user=$USER"}', "is not a Slurm job id"),
+        ('{"job_id": 12}', "`job_id` is missing or not a string"),
+        ('{"job_id": "12", "sweep": "s.toml"}', "`folder` is missing"),
+        ("\x00\xff\n", "not a submission record"),
+    ],
+)
+@pytest.mark.parametrize("command", ["status", "cancel"])
+def test_a_damaged_current_json_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, content: str, says: str
+) -> None:
+    state = tmp_path / "slurm" / "current.json"
+    state.parent.mkdir()
+    state.write_text(content, errors="surrogateescape")
+    if "job_id" in content and "folder" not in says:
+        fields = {"folder": "f", "sweep": "s.toml", "workdir": str(tmp_path), "submitted_at": "t"}
+        state.write_text(json.dumps(json.loads(content) | fields))
+    code, err = _senet(capsys, command, str(tmp_path))
+    assert code == 2 and str(state) in err and says in err, err
+
+
+def test_job_ids() -> None:
+    from orchestrator.errors import UserError
+    from orchestrator.slurm.submit import check_job_id
+
+    for good in ("7", "123456", "123_4"):
+        assert check_job_id(good, "t") == good
+    for bad in ("", "12a", "123_", "_4", "-1", " 12", "12\n", "1 2", "12;ls", "１２", 12, None):
+        with pytest.raises(UserError, match="is not a Slurm job id"):
+            check_job_id(bad, "t")
