@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean-demo data
+.PHONY: demo test test-all lint bench clean-demo data
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -16,7 +16,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/senet run sweeps/demo.toml
 
+# `make test`: the quick suite (the `slow` and `slurm` marks left out); `make test-all`: every
+# test, as .ci/run runs it (the Slurm ones need `bash slurm/local-cluster.sh up`).
+QUICK := -m "not slow and not slurm"
+
 test: $(STAMP)
+	$(BIN)/python -m pytest -q $(QUICK) $(PYTEST_ARGS)
+
+test-all: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)

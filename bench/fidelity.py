@@ -18,6 +18,7 @@ Rerunning reuses every finished stage (the store is content-addressed).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -33,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from orchestrator.plan.plan import Node, build_plan  # noqa: E402
+from orchestrator.records.provenance import build_provenance  # noqa: E402
 from orchestrator.records.read import read_records  # noqa: E402
-from orchestrator.records.schema import row_from_meta  # noqa: E402
-from orchestrator.records.write import write_record  # noqa: E402
+from orchestrator.records.write import write_committed  # noqa: E402
 from orchestrator.spec.sweep import Sweep, load_sweep  # noqa: E402
 from stages.artifacts import read_meta  # noqa: E402
 from stages.data import load_data  # noqa: E402
@@ -58,14 +59,14 @@ def _execute(job: tuple[dict[str, Any], str, str, str, str, int]) -> float:
     try:
         r = execute(
             stage, cfg, Path(store), node["key"], node["stage1_key"], node["stage2_key"],
-            device=device, provenance={"sweep": name, "run_id": "bench-fidelity"},
+            device=device, provenance=build_provenance(name, "bench-fidelity"),
         )  # fmt: skip
     except Exception as e:  # noqa: BLE001 - reported, the rest of the table goes on
         print(f"stage {stage} {node['key']} failed: {type(e).__name__}: {e}", flush=True)
         return 0.0
     meta = read_meta(Path(r.artifact))
     assert meta is not None
-    write_record(Path(workdir), name, stage, row_from_meta(meta, name, r.artifact))
+    write_committed(Path(workdir), name, stage, meta, r.artifact)
     return float(meta["wall_s"])
 
 
@@ -91,7 +92,23 @@ def run_local(sweep: Sweep, workers: int, device: str) -> None:
 
 def logistic_floor(sweep: Sweep, seed: int) -> tuple[float, float]:
     """Logistic regression on the pixels of the seed's training images: (val, test) accuracy,
-    the inverse regularisation C picked on validation."""
+    the inverse regularisation C picked on validation. Minutes of CPU per seed, so it is kept
+    in the workdir (fidelity-floors.json) under what it depends on and computed once."""
+    data = sweep.stage1[0].data
+    key = f"{sweep.dataset}|{data.limit}|{data.val_fraction}|{seed}"
+    cache = Path(sweep.workdir) / "fidelity-floors.json"
+    known: dict[str, list[float]] = json.loads(cache.read_text()) if cache.exists() else {}
+    if key not in known:
+        known[key] = list(_fit_logistic(sweep, seed))
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(known, indent=1))
+        tmp.replace(cache)
+    val, test = known[key]
+    return val, test
+
+
+def _fit_logistic(sweep: Sweep, seed: int) -> tuple[float, float]:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 

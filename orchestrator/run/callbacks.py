@@ -1,4 +1,5 @@
-"""Tune callbacks of a sweep: progress lines, a periodic status line, failure records."""
+"""Tune callbacks of a sweep: progress lines, a periodic status line, the records of failed
+and early-stopped trials."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 
 from ray.tune import Callback
 
-from orchestrator.records.schema import row_without_artifact
-from orchestrator.records.write import write_record
+from orchestrator.plan.dag import DagSearcher, config_extras, config_node
+from orchestrator.plan.plan import Node
+from orchestrator.records.write import write_uncommitted
+from orchestrator.run.trial import TrialSpec
 from orchestrator.spec.sweep import Sweep
 
 
@@ -92,26 +95,53 @@ class StatusTicker(Callback):
 class FailureRecorder(Callback):
     """Records a stage execution that failed on its last attempt, with its error."""
 
-    def __init__(self, sweep: Sweep, trial_config: dict[str, Any]) -> None:
-        self.sweep, self.trial_config = sweep, trial_config
+    def __init__(self, sweep: Sweep, spec: TrialSpec) -> None:
+        self.sweep, self.spec = sweep, spec
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
-        node = trial.config.get("node")
+        node = config_node(trial.config)
         if node is None:
             return
         error = ""
         if trial.error_file and os.path.exists(trial.error_file):
             error = Path(trial.error_file).read_text()[-4000:]
-        prov = {
-            **self.trial_config,
-            **trial.config.get("provenance", {}),
-            "ray_trial_id": trial.trial_id,
-            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        }
-        row = row_without_artifact(
-            node, self.sweep.model, self.sweep.dataset, "failed", prov, error.strip()
+        prov = self.spec.provenance(trial.trial_id, config_extras(trial.config))
+        write_uncommitted(
+            self.spec.workdir,
+            self.spec.sweep,
+            node,
+            self.sweep.model,
+            self.sweep.dataset,
+            "failed",
+            prov,
+            error.strip(),
         )
-        write_record(self.sweep.workdir, self.sweep.name, node["stage"], row)
+
+
+class StoppedRecorder:
+    """A DagSearcher listener that records the stage-3 trials ASHA stopped early: analysts
+    see every sampled setting, with the validation accuracy Optuna was told."""
+
+    def __init__(self, sweep: Sweep, spec: TrialSpec, searcher: DagSearcher) -> None:
+        self.sweep, self.spec, self.searcher = sweep, spec, searcher
+
+    def event(self, kind: str, node: Node, result: dict[str, Any] | None) -> None:
+        if kind != "stopped":
+            return
+        result = result or {}
+        prov = self.spec.provenance(
+            result.get("trial_id"), self.searcher.provenance.get(node.key, {})
+        )
+        write_uncommitted(
+            self.spec.workdir,
+            self.spec.sweep,
+            node.to_dict(),
+            self.sweep.model,
+            self.sweep.dataset,
+            "stopped",
+            prov,
+            last=result,
+        )
 
 
 def _short(value: Any) -> str:

@@ -3,39 +3,63 @@
 Runs in a Ray worker. It calls the stage through `stages.pipeline.execute` (which skips work
 whose artifact already exists), forwards every epoch to Tune, and writes the Parquet record
 right after the artifact is committed; the driver re-derives any record a crash left out.
+
+What every trial of one `senet run` shares (the CLI's options among it) travels as one typed
+TrialSpec, handed to the trainable by `tune.with_parameters`; the Tune config of a trial holds
+only what differs per trial (orchestrator.plan.dag.trial_config): its plan node and the node's
+provenance extras (the Optuna trial).
 """
 
 from __future__ import annotations
 
 import math
-import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.plan.dag import config_extras, config_node
+from orchestrator.records.provenance import build_provenance
 
-def stage_trainable(config: dict[str, Any]) -> None:
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """What every trial of one `senet run` gets: where to work, who runs it, and how."""
+
+    store: Path  # the workdir's content-addressed store
+    workdir: Path  # records go to <workdir>/results
+    sweep: str
+    run_id: str
+    code_version: str
+    cpus: float  # per trial: torch gets floor(cpus) threads
+    device: str  # `senet run --device` through trial_device: "auto" | "cpu" | "cuda" | "cuda:N"
+
+    @staticmethod
+    def trial_device(device: str, gpus: float) -> str:
+        """`--device auto` on trials that ask no GPU is the CPU: a GPU Ray did not give the
+        trial belongs to another."""
+        return device if gpus > 0 or device != "auto" else "cpu"
+
+    def provenance(self, ray_trial_id: str | None, extras: dict[str, Any]) -> dict[str, Any]:
+        """The provenance of one of this run's stage executions; `extras` are its node's
+        (optuna_study, optuna_trial) from the search."""
+        return build_provenance(self.sweep, self.run_id, self.code_version, ray_trial_id, **extras)
+
+
+def stage_trainable(config: dict[str, Any], spec: TrialSpec) -> None:
     import torch
     from ray import tune
 
-    from orchestrator.records.schema import row_from_meta
-    from orchestrator.records.write import write_record
+    from orchestrator.records.write import write_committed
     from orchestrator.search.asha import ASHA_METRIC
     from stages.artifacts import read_meta
     from stages.config import config_from_dict
     from stages.pipeline import execute
 
-    node = config["node"]
+    node = config_node(config)
+    assert node is not None, "a DagSearcher config always carries its node"
     stage = int(node["stage"])
-    threads = max(1, int(math.floor(float(config.get("cpus", 1)))))
-    torch.set_num_threads(threads)
-    provenance = {
-        "sweep": config["sweep"],
-        "run_id": config["run_id"],
-        "ray_trial_id": tune.get_context().get_trial_id(),
-        "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-        "code_version": config.get("code_version"),
-        **config.get("provenance", {}),
-    }
+    torch.set_num_threads(max(1, int(math.floor(spec.cpus))))
+    provenance = spec.provenance(tune.get_context().get_trial_id(), config_extras(config))
 
     def on_epoch(row: dict[str, Any]) -> None:
         metrics = {k: v for k, v in row.items() if isinstance(v, (int, float))}
@@ -43,25 +67,19 @@ def stage_trainable(config: dict[str, Any]) -> None:
             metrics[ASHA_METRIC] = metrics["val_acc"]
         tune.report({"stage": stage, "key": node["key"], **metrics})
 
-    store = Path(config["store"])
     result = execute(
         stage,
         config_from_dict(stage, node["config"]),
-        store,
+        spec.store,
         node["key"],
         node.get("stage1_key"),
         node.get("stage2_key"),
         on_epoch,
-        config.get("device", "auto"),
+        spec.device,
         provenance,
     )
     meta = read_meta(Path(result.artifact))
     assert meta is not None
-    write_record(
-        Path(config["workdir"]),
-        config["sweep"],
-        stage,
-        row_from_meta(meta, config["sweep"], result.artifact),
-    )
+    write_committed(spec.workdir, spec.sweep, stage, meta, result.artifact)
     final = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
     tune.report({"stage": stage, "key": node["key"], "stage_done": 1, **final})

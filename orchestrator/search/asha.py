@@ -1,7 +1,7 @@
 """ASHA early stopping of stage-3 trials, kept per budget (the `optuna` mode's `asha`).
 
 Light on purpose: the Tune trainable imports ASHA_METRIC in every Ray worker, and this module
-needs nothing that `ray.tune` has not loaded already.
+needs nothing that the trainable has not loaded already.
 """
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+
+from orchestrator.plan.dag import config_node
 
 # Stage 3 also reports its per-epoch validation accuracy under this name, so ASHA sees only
 # stage-3 trials (stages 1 and 2 report val_acc and must never be stopped early).
@@ -27,10 +29,11 @@ class PerBudgetASHA(FIFOScheduler):
             "reduction_factor": reduction_factor,
         }
         self.by_budget: dict[Any, AsyncHyperBandScheduler] = {}
+        self.routed: dict[str, AsyncHyperBandScheduler] = {}  # Tune trial id -> its ASHA
         self.stopped: set[str] = set()
 
     def _route(self, trial: Any) -> AsyncHyperBandScheduler | None:
-        node = trial.config.get("node", {})
+        node = config_node(trial.config) or {}
         if node.get("stage") != 3:
             return None
         budget = node.get("labels", {}).get("budget")
@@ -40,14 +43,17 @@ class PerBudgetASHA(FIFOScheduler):
             )
         return self.by_budget[budget]
 
+    # Each stage-3 trial is routed to its budget's ASHA when added and forwarded only while it
+    # is there (`self.routed`): ASHA's own hooks expect a trial it was told about, exactly once.
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
         asha = self._route(trial)
         if asha is not None:
             asha.on_trial_add(tune_controller, trial)
+            self.routed[trial.trial_id] = asha
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> str:
-        asha = self._route(trial)
-        if asha is None or trial.trial_id not in asha._trial_info:
+        asha = self.routed.get(trial.trial_id)
+        if asha is None:
             return TrialScheduler.CONTINUE
         action = asha.on_trial_result(tune_controller, trial, result)
         if action == TrialScheduler.STOP:
@@ -55,14 +61,14 @@ class PerBudgetASHA(FIFOScheduler):
         return action
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict[str, Any]) -> None:
-        asha = self._route(trial)
-        if asha is not None and trial.trial_id in asha._trial_info:
+        asha = self.routed.pop(trial.trial_id, None)
+        if asha is not None:
             asha.on_trial_complete(tune_controller, trial, result)
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        asha = self._route(trial)
+        asha = self.routed.pop(trial.trial_id, None)
         if asha is not None:
-            asha._trial_info.pop(trial.trial_id, None)
+            asha.on_trial_remove(tune_controller, trial)
 
     def debug_string(self) -> str:
         return f"PerBudgetASHA: {len(self.stopped)} stage-3 trials stopped early"

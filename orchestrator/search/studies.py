@@ -1,13 +1,15 @@
 """The Optuna studies of a workdir, in one journal file (<workdir>/optuna/journal.log).
 
-Ray Tune's OptunaSearch samples into these studies, so rerunning the command continues the
-same study: trial numbers go on, finished trials count toward the quota, and trials a killed
-run left RUNNING are marked FAIL first (journal storage has no heartbeat). Optuna itself is
-imported only when a function here runs.
+The search (source.py) samples into these studies through Optuna's ask and tell, so
+rerunning the command continues the same study: trial numbers go on, finished trials count
+toward the quota, and trials a killed run left RUNNING are marked FAIL first (journal storage
+has no heartbeat). Optuna itself is imported only when a function here runs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -56,23 +58,34 @@ def finished_counts(workdir: Path, names: list[str]) -> dict[str, int]:
     return out
 
 
-def fail_stale_running(st: Any, name: str) -> int:
-    """Mark trials left RUNNING by a killed run as FAIL (journal storage has no heartbeat)."""
+@dataclass(frozen=True)
+class OpenedStudy:
+    study: Any  # optuna.Study
+    finished: int  # trials COMPLETE or PRUNED: they count toward the quota
+    stale: int  # trials a killed run left RUNNING, now marked FAIL
+
+
+def open_study(
+    st: Any, name: str, directions: list[str], sampler: Callable[[int], Any]
+) -> OpenedStudy:
+    """Create or continue the study `name`, reading its trials once: those a killed run left
+    RUNNING are marked FAIL (journal storage has no heartbeat), the finished ones counted, and
+    the sampler built for the study's length (`sampler(n)`: a continued study must not replay
+    its first run's random draws)."""
     import optuna
 
-    if name not in {s.study_name for s in st.get_all_studies()}:
-        return 0
-    study = optuna.load_study(study_name=name, storage=st)
-    stale = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    study = optuna.create_study(
+        storage=st,
+        study_name=name,
+        directions=directions,
+        pruner=optuna.pruners.NopPruner(),
+        load_if_exists=True,
+    )
+    trials = study.get_trials(deepcopy=False)
+    study.sampler = sampler(len(trials))
+    state = optuna.trial.TrialState
+    stale = [t for t in trials if t.state == state.RUNNING]
     for t in stale:
-        st.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
-    return len(stale)
-
-
-def study_length(st: Any, name: str) -> int:
-    """How many trials a study holds, in any state (0 if it does not exist yet)."""
-    import optuna
-
-    if name not in {s.study_name for s in st.get_all_studies()}:
-        return 0
-    return len(optuna.load_study(study_name=name, storage=st).get_trials(deepcopy=False))
+        study.tell(t.number, state=state.FAIL)
+    finished = sum(t.state in (state.COMPLETE, state.PRUNED) for t in trials)
+    return OpenedStudy(study, finished, len(stale))

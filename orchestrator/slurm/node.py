@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+from orchestrator.records.provenance import SlurmTask, slurm_task
+
 ADDRESS_FILE = "head_address"
 FINISHED_FILE = "finished"
 
@@ -56,11 +58,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def run_dir(job_dir: Path) -> Path:
+def run_dir(job_dir: Path, task: SlurmTask) -> Path:
     """A folder per (job, start): a requeued job starts a new Ray cluster with new addresses."""
-    job = os.environ.get("SLURM_JOB_ID", "local")
-    restart = os.environ.get("SLURM_RESTART_COUNT", "0")
-    return Path(job_dir) / f"job{job}-start{restart}"
+    return Path(job_dir) / f"job{task.job_id or 'local'}-start{task.restart}"
 
 
 def ray_env(folder: Path) -> dict[str, str]:
@@ -144,14 +144,14 @@ class NodeRunner:
         self.__dict__.update(state, head=None, driver=None)
 
     def run(self) -> int:
-        rank = int(os.environ.get("SLURM_PROCID", "0"))
-        folder = run_dir(self.job_dir)
+        task = slurm_task()
+        rank = task.rank
+        folder = run_dir(self.job_dir, task)
         folder.mkdir(parents=True, exist_ok=True)
         env = ray_env(folder)
         # Short (Unix socket paths), node-local, and new for every start of a requeued job: a
         # stale ray_current_cluster file would hand the driver the old head's address.
-        job = os.environ.get("SLURM_JOB_ID", str(os.getpid()))
-        temp_dir = Path("/tmp") / f"senet-{job}-{os.environ.get('SLURM_RESTART_COUNT', '0')}-{rank}"
+        temp_dir = Path("/tmp") / f"senet-{task.job_id or os.getpid()}-{task.restart}-{rank}"
         shutil.rmtree(temp_dir, ignore_errors=True)
         res = slurm_resources()
         print(
@@ -160,8 +160,8 @@ class NodeRunner:
         )
         try:
             if rank == 0:
-                return self._run_head(folder, env, temp_dir, res)
-            return self._run_worker(folder, env, temp_dir, res)
+                return self._run_head(folder, env, temp_dir, res, task.ntasks - 1)
+            return self._run_worker(folder, env, temp_dir, res, rank)
         except BaseException:
             if rank == 0:  # tell the workers, or they wait for a head that never comes
                 (folder / FINISHED_FILE).write_text("head failed")
@@ -172,7 +172,7 @@ class NodeRunner:
             shutil.rmtree(temp_dir, ignore_errors=True)
 
     def _run_head(
-        self, folder: Path, env: dict[str, str], temp_dir: Path, res: dict[str, int]
+        self, folder: Path, env: dict[str, str], temp_dir: Path, res: dict[str, int], workers: int
     ) -> int:
         token = folder / "auth_token"
         token.write_text(secrets.token_hex(32))
@@ -212,25 +212,23 @@ class NodeRunner:
         (folder / FINISHED_FILE).write_text(str(rc))
         # Workers leave while the head still answers (a raylet whose head is gone hangs on
         # shutdown); give them a few seconds to say so before the head goes.
-        workers = int(os.environ.get("SLURM_NTASKS", "1")) - 1
         deadline = time.monotonic() + 20
         while len(list(folder.glob("left-*"))) < workers and time.monotonic() < deadline:
             time.sleep(0.2)
         return rc
 
     def _run_worker(
-        self, folder: Path, env: dict[str, str], temp_dir: Path, res: dict[str, int]
+        self, folder: Path, env: dict[str, str], temp_dir: Path, res: dict[str, int], rank: int
     ) -> int:
         address = _wait_for(
             folder / ADDRESS_FILE, None, 600, "Ray head address", folder / FINISHED_FILE
         )
-        rank = os.environ.get("SLURM_PROCID", "0")
         worker = [f"--address={address}", f"--dashboard-agent-listen-port={free_port()}"]
         self.head = _ray_start(worker, res, folder / f"ray-{rank}.log", env)
         while not (folder / FINISHED_FILE).exists() and self.head.poll() is None:
             time.sleep(0.5)
         _stop(self.head, wait=10)
-        (folder / f"left-{os.environ.get('SLURM_PROCID', '0')}").touch()
+        (folder / f"left-{rank}").touch()
         return 0
 
     def stop_for_requeue(self) -> None:
@@ -255,14 +253,15 @@ def main(argv: list[str] | None = None) -> int:
     from orchestrator.spec.sweep import load_sweep
 
     sweep = load_sweep(args.sweep, args.workdir)
-    job_dir = sweep.workdir / "slurm" / f"sbatch-{os.environ.get('SLURM_JOB_ID', 'local')}"
+    task = slurm_task()
+    job_dir = sweep.workdir / "slurm" / f"sbatch-{task.job_id or 'local'}"
     runner = NodeRunner(args.sweep.resolve(), sweep.workdir, job_dir, args.device)
 
     def on_usr2(_sig: int, _frame: object) -> None:
-        if int(os.environ.get("SLURM_PROCID", "0")) != 0:
+        if task.rank != 0 or task.job_id is None:
             return
         runner.stop_for_requeue()
-        subprocess.run(["scontrol", "requeue", os.environ["SLURM_JOB_ID"]], check=False)
+        subprocess.run(["scontrol", "requeue", task.job_id], check=False)
         sys.exit(0)
 
     signal.signal(signal.SIGUSR2, on_usr2)

@@ -32,12 +32,18 @@ def test_attention_map_by_hand() -> None:
     assert torch.allclose(attention_map(a), torch.tensor([[q[0] / norm, q[1] / norm]]))
 
 
-def test_at_loss_sums_the_stage_means() -> None:
-    s = [torch.randn(2, 3, 4, 4), torch.randn(2, 5, 2, 2)]
-    t = [torch.randn(2, 3, 4, 4), torch.randn(2, 5, 2, 2)]
-    by_hand = sum((attention_map(a) - attention_map(b)).pow(2).mean() for a, b in zip(s, t))
-    assert torch.allclose(at_loss(s, t), by_hand)
-    assert float(at_loss(s, s)) == 0.0
+def test_at_loss_by_hand() -> None:
+    """Two stages of different shapes, each term worked out on paper: the loss is the sum over
+    stages of the mean squared difference of the normalised attention maps."""
+    s1 = torch.tensor([[[[1.0, 2.0]], [[3.0, 0.0]]]])  # q = (5, 2) / sqrt(29)
+    t1 = torch.tensor([[[[1.0, 0.0]], [[1.0, 0.0]]]])  # q = (1, 0)
+    s2 = torch.tensor([[[[1.0, 1.0]]]])  # q = (1, 1) / sqrt(2)
+    t2 = torch.tensor([[[[2.0, 0.0]]]])  # q = (1, 0)
+    r29, r2 = math.sqrt(29), math.sqrt(2)
+    stage1 = ((5 / r29 - 1) ** 2 + (2 / r29) ** 2) / 2
+    stage2 = ((1 / r2 - 1) ** 2 + (1 / r2) ** 2) / 2
+    assert math.isclose(float(at_loss([s1, s2], [t1, t2])), stage1 + stage2, rel_tol=1e-6)
+    assert float(at_loss([s1, s2], [s1, s2])) == 0.0
 
 
 def test_distill_loss_weights_its_terms() -> None:

@@ -36,9 +36,10 @@ def test_every_relu_names_the_conv_that_feeds_it(name: str) -> None:
     modules = dict(model.named_modules())
     for layer in relu_layers(model, 32):
         assert isinstance(modules[layer.source], nn.Conv2d), layer
-    # The source conv's output channels equal the ReLU layer's channels.
+    # The source conv's output channels equal the ReLU layer's channels (in every model,
+    # the pre-activation WRN included: its relu1 sees the previous block's conv2 output).
     for layer in relu_layers(model, 32):
-        assert modules[layer.source].out_channels == layer.shape[0] or name == "wrn22_8"
+        assert modules[layer.source].out_channels == layer.shape[0], layer
 
 
 def test_masks_live_in_the_state_dict_and_reload() -> None:

@@ -14,7 +14,9 @@ from orchestrator.run.driver import run_sweep
 from orchestrator.search.studies import storage
 from orchestrator.spec.sweep import load_sweep
 
-pytestmark = pytest.mark.usefixtures("ray_cluster")
+# Whole sweeps on Ray (about 3.5 min on 2 cores): `make test-all` and CI run them; the search's
+# logic is unit-tested without Ray in test_studies.py, test_asha.py and plan/test_dag.py.
+pytestmark = [pytest.mark.usefixtures("ray_cluster"), pytest.mark.slow]
 ASHA = "[search.asha]\ngrace_period = 1\nreduction_factor = 2"
 
 

@@ -1,0 +1,62 @@
+"""Who ran a stage execution: the provenance a record carries (sweep, run, code, Ray trial,
+Slurm job, Optuna trial), and the Slurm task this process belongs to.
+
+One home for both, here in records/ because the trial and the driver (run/) and the Slurm
+node runner (slurm/) all sit above it: every record's provenance is built by
+`build_provenance`, and every Slurm fact (job id, rank, tasks, nodes, restart count) is read
+through `slurm_task`, from submitit's JobEnvironment.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class SlurmTask:
+    """This process's place in a Slurm job; `job_id` None outside Slurm."""
+
+    job_id: str | None
+    rank: int = 0  # SLURM_PROCID: task 0 runs the Ray head and the driver
+    ntasks: int = 1
+    nodes: int = 1
+    restart: int = 0  # SLURM_RESTART_COUNT: a requeued job starts a new Ray cluster
+
+
+def slurm_task() -> SlurmTask:
+    """The Slurm task from submitit's SlurmJobEnvironment, which reads Slurm's variables.
+    It is built directly rather than through `submitit.JobEnvironment()`, which recognises
+    only jobs submitit launched: slurm/ray-sweep.sbatch runs under plain sbatch. The restart
+    count is the one fact submitit does not give."""
+    from submitit.slurm.slurm import SlurmJobEnvironment
+
+    env = SlurmJobEnvironment()
+    try:
+        job_id = env.job_id
+    except KeyError:  # no SLURM_JOB_ID: not in a Slurm job
+        return SlurmTask(None)
+    restart = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
+    return SlurmTask(job_id, env.global_rank, env.num_tasks, env.num_nodes, restart)
+
+
+def build_provenance(
+    sweep: str,
+    run_id: str,
+    code_version: str | None = None,
+    ray_trial_id: str | None = None,
+    optuna_study: str | None = None,
+    optuna_trial: int | None = None,
+) -> dict[str, Any]:
+    """The provenance of one stage execution, as stored in its meta.json and its record. The
+    Slurm job is this process's own (a trial's worker and the driver share the job)."""
+    return {
+        "sweep": sweep,
+        "run_id": run_id,
+        "code_version": code_version,
+        "ray_trial_id": ray_trial_id,
+        "slurm_job_id": slurm_task().job_id,
+        "optuna_study": optuna_study,
+        "optuna_trial": optuna_trial,
+    }

@@ -1,0 +1,77 @@
+"""Provenance and the Slurm task: Slurm's variables read through submitit, and every
+provenance field landing in its record column, for committed and uncommitted executions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from orchestrator.records.provenance import SlurmTask, build_provenance, slurm_task
+from orchestrator.records.read import read_records
+from orchestrator.records.schema import SCHEMA
+from orchestrator.records.write import write_committed, write_uncommitted
+
+SLURM_VARS = ("SLURM_JOB_ID", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_JOB_NUM_NODES")
+
+
+@pytest.fixture
+def no_slurm(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """A process outside any Slurm job (these tests may themselves run inside one)."""
+    for var in (*SLURM_VARS, "SLURM_RESTART_COUNT", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+        monkeypatch.delenv(var, raising=False)
+    return monkeypatch
+
+
+def test_outside_slurm_the_task_is_a_lone_local_one(no_slurm: pytest.MonkeyPatch) -> None:
+    assert slurm_task() == SlurmTask(None, rank=0, ntasks=1, nodes=1, restart=0)
+    assert build_provenance("s", "r")["slurm_job_id"] is None
+
+
+def test_a_requeued_task_of_a_two_node_job(no_slurm: pytest.MonkeyPatch) -> None:
+    values = dict(zip(SLURM_VARS, ("4242", "3", "4", "2")))
+    for var, value in values.items():
+        no_slurm.setenv(var, value)
+    no_slurm.setenv("SLURM_RESTART_COUNT", "2")
+    assert slurm_task() == SlurmTask("4242", rank=3, ntasks=4, nodes=2, restart=2)
+    assert build_provenance("s", "r")["slurm_job_id"] == "4242"
+
+
+def _provenance(no_slurm: pytest.MonkeyPatch) -> dict:
+    no_slurm.setenv("SLURM_JOB_ID", "77")
+    return build_provenance("sw", "run-1", "abc123", "trial_9", "sw-budget3000", 4)
+
+
+def test_every_provenance_field_reaches_a_committed_record(
+    tmp_path: Path, no_slurm: pytest.MonkeyPatch
+) -> None:
+    prov = _provenance(no_slurm)
+    assert set(prov) - {"sweep"} <= set(SCHEMA.names)  # `sweep` is the partition column
+    meta = {"key": "k1", "model": "resnet20", "dataset": "digits", "provenance": prov}
+    write_committed(tmp_path, "sw", 3, meta, tmp_path / "store" / "stage3" / "k1")
+    (row,) = read_records(tmp_path, sweep="sw").to_pylist()
+    assert {k: row[k] for k in prov} == prov
+    assert row["status"] == "completed"  # the provenance names this sweep
+
+
+def test_every_provenance_field_reaches_a_failed_record(
+    tmp_path: Path, no_slurm: pytest.MonkeyPatch
+) -> None:
+    prov = _provenance(no_slurm)
+    node = {
+        "stage": 3,
+        "key": "k2",
+        "config": {"tau": 4.0, "optim": {"lr": 0.01, "epochs": 3}},
+        "stage1_key": "a",
+        "stage2_key": "b",
+        "labels": {"budget": 3000, "seed": 0},
+    }
+    write_uncommitted(tmp_path, "sw", node, "resnet20", "digits", "failed", prov, "boom")
+    (row,) = read_records(tmp_path, sweep="sw").to_pylist()
+    assert {k: row[k] for k in prov} == prov
+    assert (row["status"], row["error"], row["parent_key"], row["budget"]) == (
+        "failed",
+        "boom",
+        "b",
+        3000,
+    )
