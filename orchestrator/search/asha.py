@@ -56,6 +56,10 @@ class PerBudgetASHA(FIFOScheduler):
         if asha is None:
             return TrialScheduler.CONTINUE
         action = asha.on_trial_result(tune_controller, trial, result)
+        if result.get("epoch", 0) >= self.kw["max_t"]:
+            # Its last epoch is trained (ASHA's top rung can sit at max_t): stopping it now
+            # would discard a finished model; it ends by itself once the stage commits.
+            action = TrialScheduler.CONTINUE
         if action == TrialScheduler.STOP:
             self.stopped.add(trial.trial_id)
         return action

@@ -7,6 +7,9 @@ schema's). It describes the search; the sampling itself is orchestrator.search's
 - `optuna-pareto`: one study sampling the budget too; objectives val_acc (max) and
   relu_count (min), seeded NSGA-II. No early stopping (Optuna ignores intermediate results
   of multi-objective studies).
+
+How the samplers are seeded and sized to `trials` (TPE's start-up trials, NSGA-II's
+population) is orchestrator.search.source's: startup_trials, population_size, study_seed.
 """
 
 from __future__ import annotations

@@ -67,3 +67,28 @@ def test_completed_and_removed_trials_leave_their_asha() -> None:
     assert asha.routed == {}
     # A trial the scheduler was never told about goes on untouched.
     assert asha.on_trial_result(None, never_added, _result(1, 0.0)) == CONTINUE
+
+
+def _at_the_last_rung(asha: PerBudgetASHA) -> FakeTrial:
+    """A trial that passed every rung but the top one, behind one that reached epoch 4."""
+    strong, weak = FakeTrial("a"), FakeTrial("b")
+    _added(asha, strong, weak)
+    for epoch in (1, 2, 4):
+        asha.on_trial_result(None, strong, _result(epoch, 0.9))
+    for epoch in (1, 2):
+        assert asha.on_trial_result(None, weak, _result(epoch, 0.95)) == CONTINUE
+    return weak
+
+
+def test_a_trial_at_its_last_epoch_is_never_stopped() -> None:
+    """max_t = 4, grace 1, factor 2: ASHA's top rung sits at epoch 4, the last. A trial losing
+    there has trained every epoch; stopping it would discard a finished model."""
+    plain = PerBudgetASHA(max_t=4, grace_period=1, reduction_factor=2)
+    weak = _at_the_last_rung(plain)
+    # Ray's ASHA alone stops it here (0.1 is below the rung's 0.9) ...
+    assert plain.by_budget[1000].on_trial_result(None, weak, _result(4, 0.1)) == STOP
+    asha = PerBudgetASHA(max_t=4, grace_period=1, reduction_factor=2)
+    weak = _at_the_last_rung(asha)
+    # ... the per-budget wrapper lets it finish, commit its model and report stage_done.
+    assert asha.on_trial_result(None, weak, _result(4, 0.1)) == CONTINUE
+    assert not asha.stopped

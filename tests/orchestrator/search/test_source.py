@@ -32,17 +32,39 @@ def _stage(work: Path, sweep: str, stage: int) -> list[dict]:
 def per_budget(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("optuna")
     path = write_optuna_sweep(tmp / "opt.toml", tmp / "work", search_extra=ASHA)
-    summary = run_sweep(load_sweep(path), printer=_quiet)
+    lines: list[str] = []
+    summary = run_sweep(load_sweep(path), printer=lines.append)
     assert not summary.failed and not summary.interrupted, summary
     assert summary.executed[1] == 1 and summary.executed[2] == 2
+    # The opening line counts what runs: stage 1, two stage 2s and 2 x 3 sampled trials, each
+    # of which ends completed (counted as executed) or stopped (a `stopped` record).
+    stage3 = len(_stage(tmp / "work", "opt", 3))
+    assert sum(summary.executed.values()) - summary.executed[3] + stage3 == 9
+    assert lines[0] == (
+        "sweep opt: 9 stage executions planned, 0 already done, 9 to run "
+        "(6 of them stage-3 trials sampled by Optuna)"
+    )
     return tmp
 
 
 def test_n_trials_per_budget_with_sampled_values_in_the_records(per_budget: Path) -> None:
     rows = _stage(per_budget / "work", "opt", 3)
     assert sorted(r["budget"] for r in rows) == [3000] * 3 + [6000] * 3
+    states = {}
+    for budget in (3000, 6000):
+        study = optuna.load_study(
+            study_name=f"opt-budget{budget}", storage=storage(per_budget / "work")
+        )
+        states.update({(budget, t.number): t.state for t in study.trials})
     for r in rows:
         assert r["status"] in ("completed", "stopped")
+        # Stopped early by ASHA: PRUNED in the study, and never at its last epoch (of 2, where
+        # ASHA's top rung sits): a trial that trained every epoch completes and keeps its model.
+        state = states[(r["budget"], r["optuna_trial"])]
+        if r["status"] == "stopped":
+            assert state == optuna.trial.TrialState.PRUNED and r["epochs"] < 2, r
+        else:
+            assert state == optuna.trial.TrialState.COMPLETE, r
         assert 1.0 <= r["tau"] <= 8.0 and r["beta"] in (0.0, 1000.0)
         assert r["optuna_study"] == f"opt-budget{r['budget']}"
         assert r["val_acc"] is not None
@@ -104,8 +126,13 @@ def test_pareto_mode_samples_budgets_and_reuses_stage2(tmp_path: Path) -> None:
     )
     sweep = load_sweep(path)
     assert sweep.search.optuna.sampler == "nsga2"  # the multi-objective default, named explicitly
-    summary = run_sweep(sweep, printer=_quiet)
+    lines: list[str] = []
+    summary = run_sweep(sweep, printer=lines.append)
     assert not summary.failed, summary
+    assert lines[0] == (
+        "sweep front: 6 stage executions planned, 0 already done, 6 to run (5 of them stage-3 "
+        "trials sampled by Optuna; plus up to 2 stage-2 runs for the budgets it draws)"
+    )
     rows = _stage(tmp_path / "work", "front", 3)
     assert len(rows) == 5 and {r["optuna_study"] for r in rows} == {"front-pareto"}
     budgets = {r["budget"] for r in rows}
