@@ -18,9 +18,9 @@ from stages.stage2 import canonical
 from stages.store import Store
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Node:
-    """One stage execution."""
+    """One stage execution (slots: a sweep plans up to 10^5 of them)."""
 
     stage: int
     key: str

@@ -1,0 +1,190 @@
+"""Scheduling cost at scale, measured in one run (a benchmark, not a test).
+
+Two parts:
+  scheduler  Ray-free: the DAG searcher over synthetic plans of 10^3, 10^4 and 10^5 nodes,
+             played like Tune (2 trials in flight): ms per suggest + complete, and memory per
+             planned execution (tracemalloc) of a real plan and of the searcher over it.
+  sweep      `senet run` on a fresh local Ray over N executions of one short, fixed stage
+             (stage 3, 1 epoch of resnet20 on 48 synthetic 16x16 images: about 1 s on a CPU),
+             N - 2 stage-3 settings below one stage 1 and one stage 2. Prints overhead per
+             execution (trial wall - stage compute), scheduler ms per trial (time inside the
+             searcher's suggest + on_trial_complete), driver memory growth per execution (RSS),
+             and wall / ideal, ideal = sum of stage compute / concurrency.
+Targets: scheduler cost flat in N; wall / ideal <= 1.2x at 2,000 executions; driver memory
+growth under 10 KB per execution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+# The repo root before tests/: tests/orchestrator (no __init__.py) would otherwise shadow the
+# orchestrator package as a namespace package.
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from support import write_sweep  # noqa: E402
+
+from orchestrator.plan.dag import DagSearcher  # noqa: E402
+from orchestrator.plan.plan import Node, build_plan  # noqa: E402
+from orchestrator.spec.sweep import parse_sweep  # noqa: E402
+
+DONE = {"stage_done": 1, "val_acc": 0.5, "relu_count": 1000}
+
+
+def synthetic_nodes(n: int) -> list[Node]:
+    """About n nodes shaped like a plan: one stage 1, n // 100 stage 2s, 99 stage 3s each."""
+    nodes = [Node(1, "s", None)]
+    for b in range(max(1, n // 100)):
+        nodes.append(Node(2, f"b{b}", None, "s"))
+        nodes.extend(Node(3, f"b{b}t{t}", None, "s", f"b{b}") for t in range(99))
+    return nodes
+
+
+def scheduler_ms(n: int, store: Path, in_flight: int = 2) -> tuple[float, int]:
+    """ms per suggest + on_trial_complete over a whole sweep of about n nodes."""
+    searcher = DagSearcher(synthetic_nodes(n), set(), store)
+    running: list[str] = []
+    trials = 0
+    t0 = time.perf_counter()
+    while True:
+        while len(running) < in_flight and isinstance(searcher.suggest(f"t{trials}"), dict):
+            running.append(f"t{trials}")
+            trials += 1
+        if not running:
+            break
+        searcher.on_trial_complete(running.pop(0), DONE)
+    return (time.perf_counter() - t0) * 1000 / trials, trials
+
+
+def plan_memory(n3: int) -> tuple[int, float, float]:
+    """Bytes per planned execution of a real plan (stage-3 grid of n3 settings below ten
+    budgets) and of a DagSearcher over it."""
+    budgets = [1000 * (i + 1) for i in range(10)]
+    doc = {
+        "sweep": {"model": "resnet20", "dataset": "synthetic", "budgets": budgets},
+        "stage3": {"tau": [1.0 + i / 1000 for i in range(n3 // 10)]},
+        "resources": {"max_executions": 2 * n3},
+    }
+    sweep = parse_sweep(doc)
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    plan = build_plan(sweep)
+    mid = tracemalloc.get_traced_memory()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        searcher = DagSearcher(list(plan.nodes.values()), set(), Path(tmp))
+        after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    n = len(plan.nodes)
+    del searcher
+    return n, (mid - before) / n, (after - mid) / n
+
+
+def scheduler_part() -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in (10**3, 10**4, 10**5):
+            ms, trials = scheduler_ms(n, Path(tmp))
+            print(f"scheduler, {trials:>7,} nodes: {ms:7.4f} ms per suggest + complete")
+    for n3 in (10**4, 10**5):
+        n, plan_b, searcher_b = plan_memory(n3)
+        print(
+            f"memory, {n:>7,} planned nodes: plan {plan_b:6.0f} B per node, "
+            f"searcher {searcher_b:5.0f} B per node"
+        )
+
+
+def rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def time_searcher() -> list[float]:
+    """Wrap the searcher's two calls from Tune with a clock: seconds spent inside them."""
+    inside = [0.0]
+    for name in ("suggest", "on_trial_complete"):
+        method = getattr(DagSearcher, name)
+
+        def timed(self: Any, *a: Any, _m: Any = method, **k: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return _m(self, *a, **k)
+            finally:
+                inside[0] += time.perf_counter() - t
+
+        setattr(DagSearcher, name, timed)
+    return inside
+
+
+def sweep_part(n: int, inside: list[float]) -> None:
+    from orchestrator.run.driver import run_sweep
+    from orchestrator.spec.sweep import load_sweep
+    from stages.artifacts import artifact_dir, read_meta
+
+    with tempfile.TemporaryDirectory() as tmp:
+        taus = [1.0 + i / 100 for i in range(n - 2)]
+        path = write_sweep(Path(tmp) / "scale.toml", Path(tmp) / "work", "scale", [3000], taus)
+        sweep = load_sweep(path)
+        started: dict[str, float] = {}
+        finished: dict[str, float] = {}
+        memory: list[int] = []
+
+        def listen(event: str, node: Any, _result: dict[str, Any] | None) -> None:
+            (started if event == "started" else finished)[node.key] = time.perf_counter()
+            if event == "done":
+                memory.append(rss())
+
+        t0 = time.perf_counter()
+        summary = run_sweep(sweep, printer=lambda _l: None, listeners=[listen])
+        wall = time.perf_counter() - t0
+        assert summary.ok, summary
+        store = sweep.workdir / "store"
+        rows = []
+        for key, t_start in started.items():
+            stage = next(s for s in (1, 2, 3) if artifact_dir(store, s, key).exists())
+            meta = read_meta(artifact_dir(store, stage, key))
+            assert meta is not None
+            rows.append((finished[key] - t_start, float(meta["wall_s"])))
+
+    span = max(finished.values()) - min(started.values())
+    overhead = [trial - compute for trial, compute in rows]
+    compute = [c for _, c in rows]
+    ideal = sum(compute) / sweep.resources.max_concurrent
+    warm = min(10, len(memory) // 4)  # after Ray's and torch's first imports
+    growth = (memory[-1] - memory[warm]) / max(1, len(memory) - 1 - warm)
+    print(f"executions: {len(rows)}, concurrency {sweep.resources.max_concurrent}")
+    print(f"median stage compute:          {statistics.median(compute):7.2f} s")
+    print(f"median overhead per execution: {statistics.median(overhead):7.2f} s")
+    print(f"mean overhead per execution:   {statistics.mean(overhead):7.2f} s")
+    print(f"scheduler per trial:           {inside[0] * 1000 / len(rows):7.3f} ms")
+    print(f"driver RSS growth:             {growth / 1024:7.1f} KB per execution")
+    print(f"wall (incl. Ray start):        {wall:7.1f} s; trials first to last {span:.1f} s")
+    print(f"ideal (compute / concurrency): {ideal:7.1f} s")
+    print(f"wall / ideal:                  {wall / ideal:7.2f}x (trials only {span / ideal:.2f}x)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--part", choices=("scheduler", "sweep", "both"), default="both")
+    ap.add_argument("-n", type=int, nargs="+", default=[100, 1000, 2000], help="sweep sizes")
+    args = ap.parse_args()
+    if args.part in ("scheduler", "both"):
+        scheduler_part()
+    if args.part in ("sweep", "both"):
+        inside = time_searcher()
+        for n in args.n:
+            print(f"--- sweep of {n} executions")
+            inside[0] = 0.0
+            sweep_part(n, inside)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
