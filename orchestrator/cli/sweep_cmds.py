@@ -11,7 +11,18 @@ from typing import TYPE_CHECKING
 from orchestrator.errors import UserError
 
 if TYPE_CHECKING:  # the commands import the library when they run: `senet --help` stays fast
+    from orchestrator.plan.plan import Plan
     from orchestrator.spec.sweep import Sweep
+
+OVERRIDES_HELP = (
+    "Hydra-style overrides of the file's settings, checked by the same rules: dotted keys, "
+    "TOML values, e.g. stage3.tau=[2.0,4.0] sweep.budgets=[0.05,0.1] stage1.epochs=2"
+)
+
+
+def add_overrides(p: argparse.ArgumentParser) -> None:
+    """KEY=VALUE positionals after the sweep file (run, validate, submit)."""
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help=OVERRIDES_HELP)
 
 
 def add_validate(sub: argparse._SubParsersAction) -> None:
@@ -22,9 +33,16 @@ def add_validate(sub: argparse._SubParsersAction) -> None:
         "and print how many stage-1, stage-2 and stage-3 runs it needs and how many are done.",
     )
     p.add_argument("sweep", type=Path, help="sweep file (TOML), e.g. sweeps/demo.toml")
+    add_overrides(p)
     p.add_argument("--workdir", type=Path, default=None, help="override the file's workdir")
     p.add_argument(
         "--json", action="store_true", help='print {"stage1": {"total": n, "done": k}, ...}'
+    )
+    p.add_argument(
+        "--list",
+        action="store_true",
+        help="a dry run: every planned stage execution, one line each in plan order (stage, "
+        "key, parent, done or todo, the settings that differ from the defaults)",
     )
     p.set_defaults(func=cmd_validate)
 
@@ -39,6 +57,7 @@ def add_run(sub: argparse._SubParsersAction) -> None:
         "the same command to resume. Ends with a results table and the Parquet dataset's path.",
     )
     p.add_argument("sweep", type=Path, help="sweep file (TOML), e.g. sweeps/demo.toml")
+    add_overrides(p)
     p.add_argument("--workdir", type=Path, default=None, help="override the file's workdir")
     p.add_argument(
         "--address",
@@ -60,7 +79,7 @@ def _load(args: argparse.Namespace, write: bool = False) -> Sweep:
 
     if args.workdir is not None and (problem := workdir_problem(args.workdir)):
         raise UserError(f"--workdir: {problem}")
-    sweep = load_or_fail(args.sweep, args.workdir)
+    sweep = load_or_fail(args.sweep, args.workdir, args.overrides)
     if write and (problem := workdir_problem(sweep.workdir, write=True)):
         where = "--workdir" if args.workdir is not None else f"{args.sweep}: [sweep] workdir"
         raise UserError(f"{where}: {problem}")
@@ -71,6 +90,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from orchestrator.run.status import plan_summary
 
     sweep = _load(args)
+    if args.list:
+        from orchestrator.plan.plan import build_plan
+
+        for line in plan_lines(build_plan(sweep, [] if sweep.search.optuna else None)):
+            print(line)
+        return 0
     summary = plan_summary(sweep)
     if args.json:
         print(json.dumps(summary))
@@ -84,6 +109,49 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for stage, counts in summary.items():
         print(f"{stage}: {counts['total']} runs, {counts['done']} done")
     return 0
+
+
+def plan_lines(plan: Plan) -> list[str]:
+    """`validate --list`: per planned execution, in plan order (parents first), its stage,
+    key, parent, whether the store has it, and the config values that differ from the
+    stage's defaults (`optim.lr=0.1`). In the Optuna modes stage 3 is sampled as it runs."""
+    from stages.config import STAGE_CONFIGS
+
+    done = plan.done_keys()
+    lines = []
+    for node in plan.nodes.values():
+        default = _flat(STAGE_CONFIGS[node.stage]())
+        changed = [f"{k}={v}" for k, v in _flat(node.config).items() if default.get(k) != v]
+        parent = (
+            node.stage2_key if node.stage == 3 else node.stage1_key if node.stage == 2 else None
+        )
+        state = "done" if node.key in done else "todo"
+        lines.append(
+            f"stage{node.stage} {node.key} parent {parent or '-'} {state} {' '.join(changed)}".rstrip()
+        )
+    optuna = plan.sweep.search.optuna
+    if optuna is not None:
+        lines.append(
+            f"stage3: sampled by Optuna as the sweep runs ({optuna.trials} trials per study)"
+        )
+    return lines
+
+
+def _flat(config: object) -> dict[str, object]:
+    """A config as dotted keys and JSON-ish values (`optim.milestones=[0.5,0.75]`)."""
+    from stages.artifacts import jsonable
+
+    out: dict[str, object] = {}
+
+    def walk(prefix: str, value: object) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}{k}.", v)
+        else:
+            out[prefix[:-1]] = json.dumps(value, separators=(",", ":"))
+
+    walk("", jsonable(config))
+    return out
 
 
 def cmd_run(args: argparse.Namespace) -> int:

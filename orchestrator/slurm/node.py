@@ -126,7 +126,12 @@ class NodeRunner:
     """One task of the job. `run()` returns the sweep's exit status (task 0) or 0."""
 
     def __init__(
-        self, sweep: Path, workdir: Path | None, job_dir: Path, device: str = "auto"
+        self,
+        sweep: Path,
+        workdir: Path | None,
+        job_dir: Path,
+        device: str = "auto",
+        overrides: tuple[str, ...] = (),
     ) -> None:
         self.sweep, self.workdir, self.job_dir, self.device = (
             Path(sweep),
@@ -134,6 +139,7 @@ class NodeRunner:
             Path(job_dir),
             device,
         )
+        self.overrides = tuple(overrides)  # `key=value`s for the driver's `senet run`
         self.head: subprocess.Popen | None = None
         self.driver: subprocess.Popen | None = None
 
@@ -197,6 +203,7 @@ class NodeRunner:
             "orchestrator.cli",
             "run",
             str(self.sweep),
+            *getattr(self, "overrides", ()),  # a runner pickled before overrides existed
             "--address",
             address,
             "--device",
@@ -247,15 +254,16 @@ def main(argv: list[str] | None = None) -> int:
         description="One task of a senet sweep's Slurm job (see slurm/ray-sweep.sbatch)."
     )
     p.add_argument("sweep", type=Path)
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="as `senet run` takes them")
     p.add_argument("--workdir", type=Path, default=None)
     p.add_argument("--device", default="auto")
-    args = p.parse_args(argv)
+    args = p.parse_intermixed_args(argv)
     from orchestrator.spec.sweep import load_sweep
 
-    sweep = load_sweep(args.sweep, args.workdir)
+    sweep = load_sweep(args.sweep, args.workdir, args.overrides)
     task = slurm_task()
     job_dir = sweep.workdir / "slurm" / f"sbatch-{task.job_id or 'local'}"
-    runner = NodeRunner(args.sweep.resolve(), sweep.workdir, job_dir, args.device)
+    runner = NodeRunner(args.sweep.resolve(), sweep.workdir, job_dir, args.device, sweep.overrides)
 
     def on_usr2(_sig: int, _frame: object) -> None:
         if task.rank != 0 or task.job_id is None:

@@ -209,10 +209,33 @@ class SweepTable(BaseModel):
     val_fraction: ruled(float, RULES["val_fraction"]) = _DATA.val_fraction  # type: ignore[valid-type]
 
 
+def _gpus(value: float) -> float:
+    """Ray grants a GPU share below one, or whole GPUs: 1.5 would never be scheduled."""
+    if value > 1 and not float(value).is_integer():
+        raise _fail("must be a fraction below 1 or a whole number of GPUs")
+    return value
+
+
+Cpus = ruled(float, Rule(low=0, low_open=True))
+Gpus = Annotated[ruled(float, Rule(low=0)), AfterValidator(_gpus)]
+STAGE_RESOURCES = ("stage1", "stage2", "stage3")  # [resources.stageN] sub-tables
+
+
+class StageResources(BaseModel):
+    """[resources.stageN]: one stage's request per trial; what it leaves out is [resources]'s."""
+
+    model_config = STRICT
+    cpus: Cpus | None = None  # type: ignore[valid-type]
+    gpus: Gpus | None = None  # type: ignore[valid-type]
+
+
 class ResourcesTable(BaseModel):
     model_config = STRICT
-    cpus: ruled(float, Rule(low=0, low_open=True)) = 1.0  # type: ignore[valid-type]
-    gpus: ruled(float, Rule(low=0)) = 0.0  # type: ignore[valid-type]
+    cpus: Cpus = 1.0  # type: ignore[valid-type]
+    gpus: Gpus = 0.0  # type: ignore[valid-type]
+    stage1: StageResources | None = None
+    stage2: StageResources | None = None
+    stage3: StageResources | None = None
     max_concurrent: ruled(int, Rule(low=0)) = 0  # type: ignore[valid-type]
     retries: ruled(int, Rule(low=0)) = 1  # type: ignore[valid-type]
     max_executions: ruled(int, Rule(low=1)) = MAX_EXECUTIONS  # type: ignore[valid-type]
@@ -270,6 +293,7 @@ _TABLES: dict[str, type[BaseModel]] = {
     "search.space": SpaceEntry,
     "search.asha": AshaTable,
     "resources": ResourcesTable,
+    **{f"resources.{name}": StageResources for name in STAGE_RESOURCES},
 }
 
 _TYPE_WORDS = {
@@ -299,6 +323,8 @@ def _refusal(err: Any) -> SchemaError:
     section, rest = loc[0], loc[1:]
     if section == "search" and rest[:1] == ["space"] and len(rest) > 1:
         section, rest = "search.space", rest[1:]
+    if section == "resources" and rest[:1] and rest[0] in STAGE_RESOURCES and len(rest) > 1:
+        section, rest = f"resources.{rest[0]}", rest[1:]
     key, detail = (rest[0] if rest else ""), rest[1:]
     kind, value = err["type"], err.get("input", UNSET)
     if kind == "extra_forbidden":

@@ -11,6 +11,7 @@ import dataclasses
 import itertools
 import os
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from orchestrator.errors import SweepError, UserError
 from orchestrator.spec import schema
 from orchestrator.spec.budget import resolve_budget
 from orchestrator.spec.optuna_settings import OptunaSettings, optuna_settings
+from orchestrator.spec.overrides import apply_overrides, blame, parse_overrides
 from orchestrator.spec.schema import SchemaError
 from stages.allocation import BudgetError
 from stages.config import (
@@ -36,12 +38,28 @@ _OPTIM = {f.name for f in dataclasses.fields(OptimConfig)}
 
 
 @dataclass(frozen=True)
+class Share:
+    """What one trial of a stage asks Ray for."""
+
+    cpus: float
+    gpus: float
+
+
+@dataclass(frozen=True)
 class Resources:
-    cpus: float = 1.0  # per trial; fractions allowed
+    cpus: float = 1.0  # per trial, the stages' common default; fractions allowed
     gpus: float = 0.0
     max_concurrent: int = 0  # 0: as many as the cluster's resources allow
     retries: int = 1  # reruns of a failing stage execution before it is recorded as failed
     max_executions: int = schema.MAX_EXECUTIONS  # the grid's size cap
+    stages: tuple[Share, ...] = ()  # stages 1, 2, 3: [resources.stageN] over cpus and gpus
+
+    def share(self, stage: int) -> Share:
+        """Stage `stage`'s request per trial (a stage-1 teacher may want a whole GPU, a short
+        stage-3 fine-tune a quarter); the common one for no stage of the plan."""
+        if 1 <= stage <= len(self.stages):
+            return self.stages[stage - 1]
+        return Share(self.cpus, self.gpus)
 
 
 @dataclass(frozen=True)
@@ -67,6 +85,7 @@ class Sweep:
     search: Search
     resources: Resources
     relu_total: int
+    overrides: tuple[str, ...] = ()  # `key=value`s given on the command line, as given
 
 
 def parse_sweep(
@@ -167,9 +186,25 @@ def parse_sweep(
         stage3=stage3,
         search=search,
         resources=Resources(
-            res.cpus, res.gpus, res.max_concurrent, res.retries, res.max_executions
+            res.cpus,
+            res.gpus,
+            res.max_concurrent,
+            res.retries,
+            res.max_executions,
+            tuple(
+                _share(getattr(res, name), res.cpus, res.gpus) for name in schema.STAGE_RESOURCES
+            ),
         ),
         relu_total=total,
+    )
+
+
+def _share(table: schema.StageResources | None, cpus: float, gpus: float) -> Share:
+    """A [resources.stageN] table over the common [resources] values."""
+    if table is None:
+        return Share(cpus, gpus)
+    return Share(
+        cpus if table.cpus is None else table.cpus, gpus if table.gpus is None else table.gpus
     )
 
 
@@ -208,10 +243,15 @@ def _grid(table: dict[str, Any], base: Any, axes: bool = True) -> list[Any]:
     return out
 
 
-def load_sweep(path: Path | str, workdir: Path | None = None) -> Sweep:
-    """Read and validate a sweep file; every problem is one SweepError line prefixed by the
-    file. At most MAX_FILE_BYTES + 1 bytes are read, so /dev/zero is refused at once."""
+def load_sweep(
+    path: Path | str, workdir: Path | None = None, overrides: Sequence[str] = ()
+) -> Sweep:
+    """Read and validate a sweep file with `overrides` (`stage3.tau=[2.0,4.0]`, see
+    spec/overrides.py) set in it; every problem is one SweepError line prefixed by the file,
+    or by the override it is about. At most MAX_FILE_BYTES + 1 bytes are read, so /dev/zero
+    is refused at once."""
     path = Path(path)
+    changes = parse_overrides(overrides)  # a malformed one is refused before the file is read
     try:
         with open(path, "rb") as fh:
             raw = fh.read(schema.MAX_FILE_BYTES + 1)
@@ -237,16 +277,25 @@ def load_sweep(path: Path | str, workdir: Path | None = None) -> Sweep:
         raise SweepError(f"{path}: not valid TOML: {e}") from None
     except RecursionError:
         raise SweepError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
+    doc = apply_overrides(doc, changes)
     try:
-        return parse_sweep(doc, path, workdir)
+        sweep = parse_sweep(doc, path, workdir)
+    except SchemaError as e:
+        if (culprit := blame(e, changes)) is not None:
+            raise SweepError(f"override {culprit.text}: {e}") from None
+        given = "".join(f" {o.text}" for o in changes)
+        raise SweepError(f"{path}{' with' + given if given else ''}: {e}") from None
     except SweepError as e:
         raise SweepError(f"{path}: {e}") from None
+    return dataclasses.replace(sweep, overrides=tuple(o.text for o in changes))
 
 
-def load_or_fail(path: Path | str, workdir: Path | None = None) -> Sweep:
-    """`load_sweep` for the commands: a bad file is a UserError, which `senet` prints as one
-    line with exit status 2 before anything starts."""
+def load_or_fail(
+    path: Path | str, workdir: Path | None = None, overrides: Sequence[str] = ()
+) -> Sweep:
+    """`load_sweep` for the commands: a bad file or override is a UserError, which `senet`
+    prints as one line with exit status 2 before anything starts."""
     try:
-        return load_sweep(path, workdir)
+        return load_sweep(path, workdir, overrides)
     except SweepError as e:
         raise UserError(str(e)) from None

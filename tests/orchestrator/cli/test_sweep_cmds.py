@@ -135,3 +135,55 @@ def test_joins_a_two_node_ray_cluster(tmp_path: Path) -> None:
         assert sorted(r["stage"] for r in rows) == [1, 2, 3, 3]
     finally:
         cluster.shutdown()
+
+
+def test_overrides_go_anywhere_after_the_sweep_and_a_bad_one_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_sweep(tmp_path / "s.toml", tmp_path / "work", budgets=[3000], taus=[4.0])
+    argv = [
+        "validate",
+        str(path),
+        "stage3.tau=[2.0,4.0,8.0]",
+        "--json",
+        "sweep.budgets=[1000,2000]",
+    ]
+    assert main(argv) == 0
+    plan = json.loads(capsys.readouterr().out)
+    assert plan["stage2"]["total"] == 2 and plan["stage3"]["total"] == 6
+    assert main(["validate", str(path), "--json", "stage3.tau=-1"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err == "senet validate: error: override stage3.tau=-1: [stage3] tau: must be > 0 (got -1)"
+    )
+    with pytest.raises(SystemExit) as e:  # an unknown option is still argparse's refusal
+        main(["validate", str(path), "--jsn", "stage3.tau=2.0"])
+    assert e.value.code == 2 and "unrecognized arguments: --jsn" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # and a command without overrides takes none
+        main(["relu-count", "resnet20", "stage3.tau=2.0"])
+
+
+def test_validate_list_prints_every_planned_execution_in_plan_order(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from orchestrator.plan.plan import build_plan
+    from orchestrator.spec.sweep import load_sweep
+
+    path = write_sweep(tmp_path / "s.toml", tmp_path / "work", budgets=[3000, 6000], taus=[2.0])
+    assert main(["validate", str(path), "--list", "stage3.lr=0.02"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    plan = build_plan(load_sweep(path, overrides=["stage3.lr=0.02"]))
+    assert [line.split()[:2] for line in lines] == [
+        [f"stage{n.stage}", n.key] for n in plan.nodes.values()
+    ]
+    by_key = {line.split()[1]: line.split() for line in lines}
+    for node in plan.nodes.values():
+        words = by_key[node.key]
+        parent = {1: None, 2: node.stage1_key, 3: node.stage2_key}[node.stage]
+        assert words[2:5] == ["parent", parent or "-", "todo"]
+        if node.stage == 2:
+            assert f"budget={node.config.budget}" in words and "optim.epochs=1" in words
+        if node.stage == 3:  # differs from the defaults: shown; equal to them (gamma): not
+            assert {"tau=2.0", "optim.lr=0.02", "optim.epochs=1"} <= set(words)
+            assert not any(w.startswith("gamma=") for w in words)
+    assert len(lines) == 1 + 2 + 2

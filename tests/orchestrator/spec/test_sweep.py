@@ -77,6 +77,23 @@ def test_bad_input_is_one_line_naming_the_key(sections: dict, needle: str) -> No
     assert "\n" not in str(info.value)
 
 
+def test_a_stage_resource_table_overrides_the_common_one_key_by_key() -> None:
+    res = parse_sweep(
+        _doc(
+            resources={
+                "cpus": 2,
+                "gpus": 0.25,
+                "stage1": {"gpus": 1},
+                "stage3": {"cpus": 0.5, "gpus": 0.5},
+            }
+        )
+    ).resources
+    got = [(res.share(s).cpus, res.share(s).gpus) for s in (1, 2, 3)]
+    assert got == [(2.0, 1.0), (2.0, 0.25), (0.5, 0.5)]
+    plain = parse_sweep(_doc(resources={"cpus": 3})).resources
+    assert {(plain.share(s).cpus, plain.share(s).gpus) for s in (1, 2, 3)} == {(3.0, 0.0)}
+
+
 def test_fraction_budgets_resolve_against_the_computed_relu_count() -> None:
     sweep = parse_sweep(_doc(sweep={"budgets": [0.5, 1000, 1000.0]}))
     total = relu_total("resnet20", "digits")
