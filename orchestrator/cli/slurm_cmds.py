@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orchestrator.cli.sweep_cmds import add_overrides
+
 
 def add_slurm_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -17,6 +19,7 @@ def add_slurm_commands(sub: argparse._SubParsersAction) -> None:
         "workdir; --wait streams progress and exits with the sweep's status.",
     )
     p.add_argument("sweep", type=Path, help="sweep file (TOML)")
+    add_overrides(p)  # they reach the job's `senet run` and `senet status`
     p.add_argument("--nodes", type=int, default=1, help="Slurm nodes (1)")
     p.add_argument("--cpus-per-node", type=int, default=1, help="CPUs per node for Ray (1)")
     p.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node for Ray (0)")
@@ -43,7 +46,15 @@ def add_slurm_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_submit)
 
-    s = sub.add_parser("status", help="Slurm job state and sweep progress of a workdir")
+    s = sub.add_parser(
+        "status",
+        help="a workdir's sweep: who runs it, done/running/pending/failed per stage, ETA",
+        description="Read from the workdir alone, during or after a run (local or Slurm): who "
+        "holds the run (host, PID), done / running / pending / failed stage executions per "
+        "stage with each running one's epoch and speed, each failure's error and log file, the "
+        "best validation accuracy per budget, and the ETA; with a Slurm submission, the job's "
+        "state first.",
+    )
     s.add_argument("workdir", type=Path)
     s.set_defaults(func=cmd_status)
     c = sub.add_parser("cancel", help="cancel a workdir's Slurm job (finished stages are kept)")
@@ -59,7 +70,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     from orchestrator.slurm.submit import SlurmRequest, follow, submit
     from orchestrator.spec.sweep import load_or_fail
 
-    sweep = load_or_fail(args.sweep, args.workdir)
+    sweep = load_or_fail(args.sweep, args.workdir, args.overrides)
     request = SlurmRequest(
         nodes=args.nodes,
         cpus_per_node=args.cpus_per_node,
@@ -81,9 +92,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from orchestrator.slurm.submit import status
+    """The Slurm job and its sweep when `senet submit` made one, else the local run's status
+    from the workdir alone."""
+    from orchestrator.run.status import local_status
+    from orchestrator.slurm.submit import status, submission_exists
 
-    return status(args.workdir.resolve(), _printer)
+    workdir = args.workdir.resolve()
+    if submission_exists(workdir):
+        return status(workdir, _printer)
+    for line in local_status(workdir):
+        _printer(line)
+    return 0
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@ and early-stopped trials."""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -14,39 +15,75 @@ from ray.tune import Callback
 from orchestrator.plan.dag import DagSearcher, config_extras, config_node
 from orchestrator.plan.plan import Node
 from orchestrator.records.write import write_uncommitted
+from orchestrator.run.eta import Eta, Work, add_epoch, estimate
+from orchestrator.run.status import (
+    error_summary,
+    label_text,
+    progress_path,
+    read_json,
+    running_text,
+    varying,
+    write_json,
+    write_plan,
+)
 from orchestrator.run.trial import TrialSpec
 from orchestrator.spec.sweep import Sweep
 
 
 class Progress:
-    """Progress lines from the searcher's events, and a status line every `every` seconds."""
+    """Progress lines from the searcher's events, and every `every` seconds a status line
+    (done / running / pending per stage, best validation accuracy per budget) with a second
+    line: each running stage's epoch, seconds per epoch and last validation accuracy, and the
+    sweep's ETA. With a `workdir` it also leaves the run's plan snapshot there, for
+    `senet status` (orchestrator.run.status)."""
 
-    def __init__(self, searcher: Any, printer: Callable[[str], None], every: float = 15.0) -> None:
+    def __init__(
+        self,
+        searcher: Any,
+        printer: Callable[[str], None],
+        every: float = 15.0,
+        concurrency: int = 1,
+        workdir: Path | None = None,
+        run_id: str = "",
+        sweep: str = "",
+    ) -> None:
         self.searcher, self.printer, self.every = searcher, printer, every
+        self.concurrency, self.workdir, self.run_id, self.sweep = (
+            concurrency,
+            workdir,
+            run_id,
+            sweep,
+        )
         self.start = time.monotonic()
         self.last = 0.0
         self.best: dict[int, float] = {}
+        self.latest: dict[str, dict[str, Any]] = {}  # trial id -> its last epoch's result
+        self.measured: dict[int, tuple[int, float]] = {}  # stage -> (epochs timed, seconds)
         self._varying: set[tuple[int, str]] = set()
         self._varying_for = -1
+        self._planned = -1
+        self._snapshot()
+
+    def _snapshot(self) -> None:
+        """The plan for `senet status`, rewritten only when nodes were added (Optuna)."""
+        if self.workdir is not None and self._planned != len(self.searcher.nodes):
+            nodes = self.searcher.nodes.values()
+            write_plan(self.workdir, self.sweep, self.run_id, nodes, self.concurrency)
+            self._planned = len(self.searcher.nodes)
 
     def _labels(self, node: Any) -> str:
         """Only the labels that tell this stage's executions apart (budget, tau, …). Which
         ones vary is recomputed only when nodes are added, not on every event: a sweep of
         thousands of executions would otherwise rescan them all per finished trial."""
         if self._varying_for != len(self.searcher.nodes):
-            values: dict[tuple[int, str], set[str]] = {}
-            for n in self.searcher.nodes.values():
-                for k, v in n.labels.items():
-                    values.setdefault((n.stage, k), set()).add(repr(v))
-            self._varying = {sk for sk, vs in values.items() if len(vs) > 1}
+            self._varying = varying((n.stage, n.labels) for n in self.searcher.nodes.values())
             self._varying_for = len(self.searcher.nodes)
-        varying = [k for k in node.labels if (node.stage, k) in self._varying]
-        return " ".join(f"{k}={_short(node.labels[k])}" for k in varying) or f"key={node.key}"
+        return label_text(node.stage, node.labels, self._varying, node.key)
 
     def event(self, kind: str, node: Any, result: dict[str, Any] | None) -> None:
-        labels = self._labels(node)
-        if kind == "started":
+        if kind in ("started", "failed"):  # a failure is printed by StatusTicker, with its error
             return
+        labels = self._labels(node)
         if kind == "done" and result is not None:
             if node.stage == 3:
                 b = node.labels["budget"]
@@ -55,9 +92,45 @@ class Progress:
                 f"[{self._t()}] stage {node.stage} done   {labels}  relu {result.get('relu_count')}"
                 f"  val_acc {result.get('val_acc', 0):.4f}  ({result.get('wall_s', 0):.1f} s)"
             )
-        elif kind == "failed":
-            self.printer(f"[{self._t()}] stage {node.stage} FAILED {labels}  (key {node.key})")
         self.status(force=False)
+
+    def result(self, trial_id: str, result: dict[str, Any]) -> None:
+        """A trial's per-epoch report to Tune: its epoch and speed for the status line."""
+        if "epoch" not in result or result.get("stage_done"):
+            return
+        self.latest[trial_id] = result
+        seconds = result.get("time_this_iter_s")
+        if isinstance(seconds, (int, float)) and isinstance(result.get("stage"), int):
+            add_epoch(self.measured, result["stage"], seconds)
+
+    def running(self, trial_id: str, node: Any) -> str:
+        """One running stage: `stage3 budget=3000 tau=2 epoch 3/10 4.2 s/epoch val 0.8125`."""
+        r = self.latest.get(trial_id, {})
+        return running_text(
+            node.stage,
+            self._labels(node),
+            r.get("epoch"),
+            r.get("epochs"),
+            r.get("time_this_iter_s"),
+            r.get("val_acc"),
+        )
+
+    def failed(self, node: Any, error: str, log: str) -> None:
+        self.printer(f"[{self._t()}] stage {node.stage} FAILED {self._labels(node)}: {error}")
+        if log:
+            self.printer(f"{'':10} full log: {log}")
+
+    def eta(self) -> Eta | None:
+        """From this run's measured epochs and the part of the DAG that remains."""
+        s = self.searcher
+        at = {key: self.latest.get(tid, {}).get("epoch") or 0 for tid, key in s.running.items()}
+        work = []
+        for key in [*s.running.values(), *s.pending]:
+            n = s.nodes[key]
+            parents = tuple(k for k in (n.stage1_key, n.stage2_key) if k)
+            epochs = int(n.config.optim.epochs)
+            work.append(Work(key, n.stage, epochs, int(at.get(key, 0)), parents, key in at))
+        return estimate(work, self.measured, self.concurrency)
 
     def _t(self) -> str:
         return f"{time.monotonic() - self.start:6.1f}s"
@@ -67,6 +140,7 @@ class Progress:
         if not force and now - self.last < self.every:
             return
         self.last = now
+        self._snapshot()
         parts = []
         for n in (1, 2, 3):
             c = self.searcher.counts(n)
@@ -80,16 +154,67 @@ class Progress:
             + " | ".join(parts)
             + (f" | best val_acc by budget {best}" if best else "")
         )
+        running = list(self.searcher.running.items())
+        shown = [self.running(tid, self.searcher.nodes[key]) for tid, key in running[:_SHOWN]]
+        if len(running) > _SHOWN:
+            shown.append(f"{len(running) - _SHOWN} more")
+        eta = self.eta()
+        if shown or self.searcher.pending:
+            estimate_text = eta.text() if eta else "ETA after the first measured epoch"
+            self.printer(f"{'':10} " + "; ".join([*shown, estimate_text]))
+
+
+_SHOWN = 4  # running stages named on the status line; the rest are counted
 
 
 class StatusTicker(Callback):
-    """Prints the status line every so often while trials run."""
+    """Prints the status line every so often while trials run, feeds it the trials' epochs,
+    and prints a failed stage as its own error in a line and the path of the full log: Tune
+    logs Ray's whole traceback of it, which this ticker filters out of Tune's log."""
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
 
+    def setup(self, **info: Any) -> None:
+        logging.getLogger(_TUNE_CONTROLLER).addFilter(_drop_trial_tracebacks)
+
+    def on_trial_result(
+        self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
+    ) -> None:
+        self.progress.result(trial.trial_id, result)
+
     def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
         self.progress.status(force=False)
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        node = config_node(trial.config)
+        if node is not None and node["key"] in self.progress.searcher.nodes:
+            error, log = trial_failure(trial)
+            self.progress.failed(self.progress.searcher.nodes[node["key"]], error, log)
+        self.progress.status(force=False)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        logging.getLogger(_TUNE_CONTROLLER).removeFilter(_drop_trial_tracebacks)
+
+
+_TUNE_CONTROLLER = "ray.tune.execution.tune_controller"
+
+
+def _drop_trial_tracebacks(record: logging.LogRecord) -> bool:
+    """Tune's `Trial task failed for trial ...` record with Ray's traceback: replaced by the
+    FAILED line (the stage's own error) and its log file."""
+    return not str(record.msg).startswith("Trial task failed")
+
+
+def trial_failure(trial: Any) -> tuple[str, str]:
+    """(the stage's own error in one line, the path of Ray's error file with the whole
+    traceback) of a trial that failed for good. The file is read where Ray wrote it (its
+    session's staging folder, gone with the session); the path given is its copy in the
+    trial's folder under <workdir>/tune/, which Tune syncs there and which stays."""
+    staged = trial.error_file or ""
+    text = Path(staged).read_text(errors="replace") if staged and os.path.exists(staged) else ""
+    log = str(Path(trial.path, Path(staged).name)) if staged and trial.path else staged
+    return (error_summary(text) if text else "(no error file)"), log
 
 
 class FailureRecorder(Callback):
@@ -105,6 +230,10 @@ class FailureRecorder(Callback):
         error = ""
         if trial.error_file and os.path.exists(trial.error_file):
             error = Path(trial.error_file).read_text()[-4000:]
+        summary, log = trial_failure(trial)
+        path = progress_path(self.spec.workdir, node["key"])
+        progress = read_json(path) or {"stage": node["stage"], "key": node["key"]}
+        write_json(path, {**progress, "failed": {"error": summary, "log": log}})
         prov = self.spec.provenance(trial.trial_id, config_extras(trial.config))
         write_uncommitted(
             self.spec.workdir,
@@ -142,7 +271,3 @@ class StoppedRecorder:
             prov,
             last=result,
         )
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,10 +1,26 @@
-"""How much of a sweep is planned and done, from the store, the records and the Optuna
-journal alone: no Ray. What `senet validate` and `senet status` print."""
+"""How much of a sweep is planned, done and running, from the workdir alone (store, progress
+files, run lock, records, Optuna journal): no Ray. What `senet validate` and `senet status`
+print, and the text fragments the live status line shares with them."""
 
 from __future__ import annotations
 
-from orchestrator.plan.plan import build_plan
+import datetime as dt
+import fcntl
+import json
+import os
+import re
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from orchestrator.errors import UserError
+from orchestrator.plan.plan import Node, build_plan
+from orchestrator.run.eta import Work, duration, estimate
+from orchestrator.run.lock import lock_path
 from orchestrator.spec.sweep import Sweep
+from stages.artifacts import atomic_write_bytes, jsonable
+from stages.store import Store
 
 
 def plan_summary(sweep: Sweep) -> dict[str, dict[str, int]]:
@@ -29,3 +45,266 @@ def plan_summary(sweep: Sweep) -> dict[str, dict[str, int]]:
         done = read_records(sweep.workdir, sweep=sweep.name, stage=2).num_rows
         summary["stage2"] = {"total": max(bound, done), "done": done}
     return summary
+
+
+# ---- A sweep you can watch: what a run leaves in <workdir>/progress/ for `senet status` ----
+# plan.json: the run's nodes (key, stage, parents, epochs, labels), its id and concurrency,
+# written by the driver's status line when the run starts (and again when Optuna samples
+# nodes). <key>.json: one per unfinished stage execution, rewritten atomically by its trial
+# after every epoch and removed once the stage commits; a stage that failed for good keeps it,
+# with its error. Small JSON beside the store, not inside the epoch checkpoint: reading a
+# checkpoint needs torch and the whole model, and the store's folders have rules of their own.
+PROGRESS = "progress"
+PLAN = "plan.json"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_EXCEPTION = re.compile(
+    r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning)\w*)(?::\s*(.*))?$"
+)
+_WRAPPERS = ("ray.", "RayTaskError", "RayActorError", "TuneError")
+
+
+def progress_path(workdir: Path, key: str | None = None) -> Path:
+    """<workdir>/progress/<key>.json, or the run's plan snapshot when `key` is None."""
+    return Path(workdir) / PROGRESS / (PLAN if key is None else f"{key}.json")
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Atomically: a reader sees the old or the new file, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, json.dumps(data, default=str).encode())
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A progress file, or None where it is missing or not a JSON object (never an error:
+    progress is advisory, the store is the truth)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_plan(workdir: Path, sweep: str, run_id: str, nodes: Iterable[Node], slots: int) -> None:
+    """The run's plan snapshot, for `senet status` to tell pending from done without the
+    sweep file."""
+    rows = [
+        {
+            "key": n.key,
+            "stage": n.stage,
+            "parents": [k for k in (n.stage1_key, n.stage2_key) if k],
+            "epochs": int(n.config.optim.epochs),
+            "labels": jsonable(n.labels),
+        }
+        for n in nodes
+    ]
+    since = dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    data = {"sweep": sweep, "run_id": run_id, "concurrency": slots, "since": since}
+    write_json(progress_path(workdir), {**data, "nodes": rows})
+
+
+def varying(nodes: Iterable[tuple[int, dict[str, Any]]]) -> set[tuple[int, str]]:
+    """The (stage, label) pairs whose values differ between a stage's executions."""
+    values: dict[tuple[int, str], set[str]] = {}
+    for stage, labels in nodes:
+        for k, v in labels.items():
+            values.setdefault((stage, k), set()).add(repr(v))
+    return {sk for sk, vs in values.items() if len(vs) > 1}
+
+
+def label_text(stage: int, labels: dict[str, Any], vary: set[tuple[int, str]], key: str) -> str:
+    """Only the labels that tell this stage's executions apart (budget, tau, ...)."""
+    shown = [k for k in labels if (stage, k) in vary]
+    return " ".join(f"{k}={_short(labels[k])}" for k in shown) or f"key={key}"
+
+
+def running_text(
+    stage: int, labels: str, epoch: Any, epochs: Any, epoch_s: Any, val_acc: Any
+) -> str:
+    """One running execution: `stage2 budget=3000 epoch 3/10 4.2 s/epoch val 0.8125`."""
+    text = f"stage{stage} {labels}"
+    if epoch is not None:
+        text += f" epoch {epoch}/{epochs}"
+    if isinstance(epoch_s, (int, float)):
+        text += f" {epoch_s:.1f} s/epoch"
+    if isinstance(val_acc, (int, float)):
+        text += f" val {val_acc:.4f}"
+    return text
+
+
+def error_summary(text: str) -> str:
+    """The stage's own exception from a Ray error file or traceback, in one line: the last
+    exception line that is not one of Ray's wrappers (`Type: message`), with the lines of its
+    message that follow, colour codes removed, cut at 300 characters."""
+    lines = [_ANSI.sub("", line).strip() for line in text.splitlines()]
+    at = None
+    for i, line in enumerate(lines):
+        m = _EXCEPTION.match(line)
+        if m and not m.group(1).startswith(_WRAPPERS):
+            at = i
+    if at is None:
+        found = [next((line for line in reversed(lines) if line), "")]
+    else:
+        found = [lines[at]]
+        for line in lines[at + 1 :]:
+            if line.startswith(("File ", "Traceback", "The above exception")):
+                break
+            found.append(line)
+    text = " ".join(" ".join(found).split())
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def lock_holder(workdir: Path) -> tuple[bool, str]:
+    """(whether a run holds the workdir now, the lock file's text: the holder, or the last
+    one). Probed with a shared flock taken and dropped at once, so it sees holders on other
+    hosts where flock is coherent; it never writes the file."""
+    path = lock_path(workdir)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False, ""
+    try:
+        text = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True, text
+        except OSError:
+            return False, text  # no flock on this filesystem: unknown, shown as not held
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False, text
+    finally:
+        os.close(fd)
+
+
+def has_local_run(workdir: Path) -> bool:
+    return progress_path(workdir).exists()
+
+
+def local_status(workdir: Path, now: float | None = None) -> list[str]:
+    """`senet status WORKDIR` of a local (or Slurm) run, from the workdir alone: who holds
+    it, done / running / pending / failed per stage with each running stage's epoch, the
+    best validation accuracy per budget, and the ETA."""
+    workdir = Path(workdir)
+    plan = read_json(progress_path(workdir))
+    if plan is None or not isinstance(plan.get("nodes"), list):
+        raise UserError(
+            f"{progress_path(workdir)}: no run recorded in {workdir} (missing or unreadable); "
+            "`senet run SWEEP` writes it"
+        )
+    now = time.time() if now is None else now
+    held, holder = lock_holder(workdir)
+    store = Store.of_workdir(workdir)
+    nodes = [n for n in plan["nodes"] if isinstance(n, dict)]
+    vary = varying((int(n["stage"]), n.get("labels") or {}) for n in nodes)
+    measured: dict[int, tuple[int, float]] = {}
+    best: dict[int, float] = {}
+    done: set[str] = set()
+    progress: dict[str, dict[str, Any]] = {}
+    for n in nodes:
+        stage, key = int(n["stage"]), str(n["key"])
+        meta = store.meta(stage, key)
+        if meta is not None:
+            done.add(key)
+            epochs = len(meta.get("history") or [])
+            if epochs and isinstance(meta.get("wall_s"), (int, float)) and meta["wall_s"] > 0:
+                c, t = measured.get(stage, (0, 0.0))
+                measured[stage] = (c + epochs, t + float(meta["wall_s"]))
+            budget = (n.get("labels") or {}).get("budget")
+            if stage == 3 and budget is not None and isinstance(meta.get("val_acc"), float):
+                best[budget] = max(best.get(budget, 0.0), meta["val_acc"])
+            continue
+        p = read_json(progress_path(workdir, key))
+        if p is not None:
+            progress[key] = p
+            m = p.get("measured")
+            if isinstance(m, list) and len(m) == 2 and m[0]:
+                c, t = measured.get(stage, (0, 0.0))
+                measured[stage] = (c + int(m[0]), t + float(m[1]))
+    failed = {k for k, p in progress.items() if isinstance(p.get("failed"), dict)}
+    running = {
+        k
+        for k, p in progress.items()
+        if held and k not in failed and p.get("run_id") == plan.get("run_id")
+    }
+    blocked: set[str] = set()
+    for n in nodes:  # parents come before children
+        if any(p in failed or p in blocked for p in n.get("parents", [])):
+            blocked.add(str(n["key"]))
+    state = "running" if held else ("finished" if len(done) == len(nodes) else "not running")
+    lines = [
+        f"sweep {plan.get('sweep')} in {workdir}: {state}"
+        + (f" ({holder})" if holder and held else "")
+    ]
+    if not held and holder:
+        lines.append(f"last run: {holder}")
+    for stage in (1, 2, 3):
+        keys = [str(n["key"]) for n in nodes if int(n["stage"]) == stage]
+        if not keys:
+            continue
+        count = {
+            "done": sum(k in done for k in keys),
+            "running": sum(k in running for k in keys),
+            "failed": sum(k in failed for k in keys),
+            "blocked": sum(k in blocked for k in keys),
+        }
+        pending = len(keys) - sum(count.values())
+        count = {
+            "done": count.pop("done"),
+            "running": count.pop("running"),
+            "pending": pending,
+            **count,
+        }
+        lines.append(
+            f"stage{stage}: "
+            + ", ".join(f"{v} {k}" for k, v in count.items() if v or k in ("done", "pending"))
+        )
+        for n in nodes:
+            key = str(n["key"])
+            if int(n["stage"]) != stage or key not in progress:
+                continue
+            p = progress[key]
+            labels = label_text(stage, n.get("labels") or {}, vary, key)
+            if key in failed:
+                f = p["failed"]
+                lines.append(f"  FAILED  stage{stage} {labels}: {f.get('error', '')}")
+                if f.get("log"):
+                    lines.append(f"          full log: {f['log']}")
+                continue
+            text = running_text(
+                stage, labels, p.get("epoch"), p.get("epochs"), p.get("epoch_s"), p.get("val_acc")
+            )
+            if key in running:
+                age = now - float(p.get("updated", now))
+                lines.append(
+                    f"  running {text} (on {p.get('host')} pid {p.get('pid')}, {duration(age)} ago)"
+                )
+            else:
+                lines.append(f"  resumes {text} (interrupted; its epoch checkpoint stays)")
+    if best:
+        lines.append(
+            "best val_acc by budget: " + ", ".join(f"{b}: {a:.4f}" for b, a in sorted(best.items()))
+        )
+    if held:
+        work = [
+            Work(
+                str(n["key"]),
+                int(n["stage"]),
+                int(n.get("epochs", 1)),
+                int(progress.get(str(n["key"]), {}).get("epoch") or 0),
+                tuple(n.get("parents", [])),
+                str(n["key"]) in running,
+            )
+            for n in nodes
+            if n["key"] not in done and n["key"] not in failed and n["key"] not in blocked
+        ]
+        eta = estimate(work, measured, int(plan.get("concurrency") or 1))
+        lines.append(eta.text() if eta else "ETA: after the first measured epoch")
+    elif len(done) < len(nodes):
+        lines.append(
+            f"{len(nodes) - len(done)} stage executions left: rerun `senet run` with the same sweep to resume"
+        )
+    return lines
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
