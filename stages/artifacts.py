@@ -16,9 +16,11 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:
+    import torch
+
 
 META = "meta.json"
 WEIGHTS = "model.pt"
@@ -84,11 +86,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
     """torch.save through a temp file and rename."""
+    import torch  # here, not at the top: the records and the store need no torch
+
     _atomic_write(Path(path), lambda f: torch.save(state, f))
 
 
 def load_state(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:
     """torch.load with weights_only=True: artifacts may come from a shared filesystem."""
+    import torch
+
     return torch.load(Path(path), map_location=device, weights_only=True)
 
 

@@ -22,7 +22,7 @@ from .partial_relu import init_masks, relu_layers
 from .pruning import magnitude_densities, pruned_densities
 from .train import EpochCallback, Timer, commit, context, fit, prepare
 
-__all__ = ["build_from_meta", "load_teacher", "magnitude_densities", "run_stage1"]
+__all__ = ["build_from_meta", "finished_meta", "load_teacher", "magnitude_densities", "run_stage1"]
 
 
 def data_config(meta: dict[str, Any]) -> DataConfig:
@@ -36,15 +36,20 @@ def build_from_meta(meta: dict[str, Any], device: torch.device) -> nn.Module:
     return prepare(model, device)
 
 
-def load_teacher(stage1_dir: Path, device: torch.device) -> tuple[nn.Module, dict[str, Any]]:
-    """The frozen AR teacher and its stage-1 metadata."""
-    meta = read_meta(stage1_dir)
+def finished_meta(folder: Path, stage: int) -> dict[str, Any]:
+    """A parent artifact's metadata, read once by the stage that builds on it."""
+    meta = read_meta(Path(folder))
     if meta is None:
-        raise FileNotFoundError(f"stage 1 artifact {stage1_dir} is not finished (no meta.json)")
+        raise FileNotFoundError(f"stage {stage} artifact {folder} is not finished (no meta.json)")
+    return meta
+
+
+def load_teacher(stage1_dir: Path, meta: dict[str, Any], device: torch.device) -> nn.Module:
+    """The frozen AR teacher of a finished stage-1 artifact whose metadata the caller read."""
     teacher = build_from_meta(meta, device)
     teacher.load_state_dict(load_state(Path(stage1_dir) / WEIGHTS, device))
     teacher.eval().requires_grad_(False)
-    return teacher, meta
+    return teacher
 
 
 def run_stage1(

@@ -25,13 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from .allocation import allocate, check_budget
-from .artifacts import read_meta
 from .config import ConfigError, Stage2Config, StageResult, check
 from .losses import kd_loss
 from .partial_relu import PartialReLU, model_relu_count
 from .search import AnnealedSearch, EpochSearch
 from .snl import SNLSearch
-from .stage1 import build_from_meta, data_config, load_teacher
+from .stage1 import build_from_meta, data_config, finished_meta, load_teacher
 from .train import EpochCallback, Timer, commit, context, fit
 
 METHODS = ("activation-ema", "activation", "scores", "snl", "alpha")
@@ -98,13 +97,11 @@ def run_stage2(
 ) -> StageResult:
     check_config(cfg)
     timer = Timer()
-    meta1 = read_meta(Path(stage1_dir))
-    if meta1 is None:
-        raise FileNotFoundError(f"stage 1 artifact {stage1_dir} is not finished (no meta.json)")
+    meta1 = finished_meta(stage1_dir, 1)
     budgets = layer_budgets(cfg, meta1)  # a budget the model cannot meet fails before any data
     seed = int(meta1["seed"])
     ctx = context(data_config(meta1), seed, cfg.optim.batch_size, device, timer)
-    teacher, _ = load_teacher(Path(stage1_dir), ctx.device)
+    teacher = load_teacher(stage1_dir, meta1, ctx.device)
     student = build_from_meta(meta1, ctx.device)
     if cfg.init == "teacher" or cfg.method in RELAXED:
         student.load_state_dict(teacher.state_dict())

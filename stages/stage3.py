@@ -13,11 +13,11 @@ from typing import Any
 
 import torch
 
-from .artifacts import WEIGHTS, load_state, read_meta
+from .artifacts import WEIGHTS, load_state
 from .config import Stage3Config, StageResult, check
 from .losses import distill_loss
 from .partial_relu import model_relu_count
-from .stage1 import build_from_meta, data_config, load_teacher
+from .stage1 import build_from_meta, data_config, finished_meta, load_teacher
 from .train import EpochCallback, Timer, commit, context, fit
 
 # What a stage-3 record says of the stage-2 search it fine-tunes (to filter and plot by).
@@ -37,14 +37,10 @@ def run_stage3(
 ) -> StageResult:
     check(cfg)  # the values' rules (stages.config), before anything is read or trained
     timer = Timer()
-    meta2 = read_meta(Path(stage2_dir))
-    if meta2 is None:
-        raise FileNotFoundError(f"stage 2 artifact {stage2_dir} is not finished (no meta.json)")
-    meta1 = read_meta(Path(stage1_dir))
-    if meta1 is None:
-        raise FileNotFoundError(f"stage 1 artifact {stage1_dir} is not finished (no meta.json)")
+    meta2 = finished_meta(stage2_dir, 2)
+    meta1 = finished_meta(stage1_dir, 1)
     ctx = context(data_config(meta1), int(meta1["seed"]), cfg.optim.batch_size, device, timer)
-    teacher, meta1 = load_teacher(Path(stage1_dir), ctx.device)
+    teacher = load_teacher(stage1_dir, meta1, ctx.device)
     student = build_from_meta(meta1, ctx.device)
     student.load_state_dict(load_state(Path(stage2_dir) / WEIGHTS, ctx.device))
 

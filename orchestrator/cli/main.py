@@ -70,9 +70,9 @@ def cmd_relu_count(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_pipeline(sub: argparse._SubParsersAction) -> None:
-    from orchestrator.cli.pipeline_cmd import add_arguments, cmd_pipeline
-
+def _add_pipeline(sub: argparse._SubParsersAction, full: bool = True) -> None:
+    """The pipeline's options list the stages' choices, which imports torch (seconds): they
+    are added only when the command line asks for `pipeline`, so `senet results` stays fast."""
     p = sub.add_parser(
         "pipeline",
         help="run the three stages in this process (no Ray): the debug path",
@@ -80,8 +80,11 @@ def _add_pipeline(sub: argparse._SubParsersAction) -> None:
         "for one budget in this process and print accuracy and ReLU count. Artifacts go to a "
         "content-addressed store, so a rerun reuses finished stages.",
     )
-    add_arguments(p)
-    p.set_defaults(func=cmd_pipeline)
+    if full:
+        from orchestrator.cli.pipeline_cmd import add_arguments, cmd_pipeline
+
+        add_arguments(p)
+        p.set_defaults(func=cmd_pipeline)
 
 
 def _add_sweep_commands(sub: argparse._SubParsersAction) -> None:
@@ -109,6 +112,18 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
     add_verify(sub)
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from orchestrator.cli.export_cmd import add_export
+
+    add_export(sub)
+
+
+def _add_compact(sub: argparse._SubParsersAction) -> None:
+    from orchestrator.cli.compact_cmd import add_compact
+
+    add_compact(sub)
+
+
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_sweep_commands,
     _add_relu_count,
@@ -116,22 +131,36 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_results,
     _add_slurm,
     _add_verify,
+    _add_compact,
+    _add_export,
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = "pipeline") -> argparse.ArgumentParser:
+    """The whole parser; `command` names the subcommand about to run, so only `pipeline`
+    (or None: the whole help) pays for the pipeline's options."""
     parser = argparse.ArgumentParser(
         prog="senet", description=DESCRIPTION, formatter_class=argparse.RawTextHelpFormatter
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in SUBCOMMANDS:
-        add(sub)
+        if add is _add_pipeline:
+            _add_pipeline(sub, full=command in (None, "pipeline"))
+        else:
+            add(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(args_in[0] if args_in and not args_in[0].startswith("-") else None)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # `run SWEEP --workdir W k=v`: argparse leaves positionals after an option over
+        if not isinstance(getattr(args, "overrides", None), list) or any(
+            e.startswith("-") for e in extra
+        ):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -3,11 +3,18 @@
 each write is a temp file + rename, so a retried or resumed run overwrites instead of
 duplicating, and reconciling after a crash is idempotent. A record file that does not read
 as Parquet is quarantined (<workdir>/store/quarantine/) and rebuilt from the store's metadata.
+
+A partition may also hold `compacted.parquet`, many records in one file (compact.py), with
+its keys listed in `_compacted.keys` (which pyarrow and DuckDB globs skip) so that a damaged
+one can be rebuilt too. A single file always wins over the compacted row of its key: it is
+either a later write (a rerun) or, while compaction removes the singles it folded in, the
+same record.
 """
 
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -31,12 +38,26 @@ class StageExecution(Protocol):
     def key(self) -> str: ...
 
 
+COMPACTED = "compacted.parquet"  # a content key is 16 hex digits, so never "compacted"
+COMPACTED_KEYS = "_compacted.keys"  # '_': pyarrow's discovery skips it, and it is no *.parquet
+_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
 def results_dir(workdir: Path) -> Path:
     return Path(workdir) / "results"
 
 
+def partition_dir(workdir: Path, sweep: str, stage: int) -> Path:
+    return results_dir(workdir) / f"sweep={sweep}" / f"stage={stage}"
+
+
 def record_path(workdir: Path, sweep: str, stage: int, key: str) -> Path:
-    return results_dir(workdir) / f"sweep={sweep}" / f"stage={stage}" / f"{key}.parquet"
+    return partition_dir(workdir, sweep, stage) / f"{key}.parquet"
+
+
+def single_records(folder: Path) -> list[Path]:
+    """A partition's one-record files (every *.parquet but the compacted file), sorted."""
+    return sorted(p for p in Path(folder).glob("*.parquet") if p.name != COMPACTED)
 
 
 def write_record(workdir: Path, sweep: str, stage: int, row: dict[str, Any]) -> Path:
@@ -75,22 +96,46 @@ def write_uncommitted(
 
 
 def has_record(workdir: Path, sweep: str, stage: int, key: str) -> bool:
-    return record_path(workdir, sweep, stage, key).exists()
+    path = record_path(workdir, sweep, stage, key)
+    return path.exists() or key in compacted_keys(workdir, path.parent)
+
+
+def compacted_keys(workdir: Path, folder: Path) -> set[str]:
+    """The keys a partition's compacted file holds (none without one). A damaged one is
+    quarantined and its records rebuilt as single files first (heal_record)."""
+    path = Path(folder) / COMPACTED
+    if not path.exists():
+        return set()
+    if problem := record_problem(path):
+        heal_record(workdir, path, problem)
+        return set()
+    try:
+        return set(pq.read_table(path, columns=["key"])["key"].to_pylist())
+    except FileNotFoundError:  # replaced by a compaction between the two looks
+        return compacted_keys(workdir, folder)
 
 
 def reconcile_records(
     workdir: Path, sweep: str, store: Path, nodes: Iterable[StageExecution]
 ) -> int:
     """Write the record of every finished node this sweep has none of (a crash between commit
-    and record, or work another sweep did): idempotent, so safe at every start and end."""
+    and record, or work another sweep did): idempotent, so safe at every start and end. A
+    record may be a single file or a row of its partition's compacted file."""
     written = 0
     st = Store(store)
+    nodes = list(nodes)
+    compacted = {
+        stage: compacted_keys(workdir, partition_dir(workdir, sweep, stage))
+        for stage in {n.stage for n in nodes}
+    }
     for node in nodes:
         path = record_path(workdir, sweep, node.stage, node.key)
-        if path.exists() and record_problem(path) is None:
-            continue
         if path.exists():
+            if record_problem(path) is None:
+                continue
             _set_aside(path, st)
+        elif node.key in compacted[node.stage]:
+            continue
         meta = st.meta(node.stage, node.key)
         if meta is not None:
             folder = st.folder(node.stage, node.key)
@@ -121,15 +166,31 @@ def _set_aside(path: Path, store: Store, problem: str | None = None) -> None:
 
 def heal_record(workdir: Path, path: Path, problem: str | None = None) -> bool:
     """Quarantine the damaged record file `path` (under `workdir`) and rebuild it from its
-    artifact's metadata, its sweep, stage and key read from the path. False when the store
-    holds no artifact to rebuild it from (a failed or stopped run's record: a rerun writes it
-    again)."""
+    artifact's metadata, its sweep, stage and key read from the path (a compacted file: each
+    key its `_compacted.keys` lists, as single files). False when the store holds no artifact
+    to rebuild a record from (a failed or stopped run's: a rerun writes it again)."""
     store = Store.of_workdir(workdir)
+    keys = _listed_keys(path.parent) if path.name == COMPACTED else [path.stem]
     _set_aside(path, store, problem)
     sweep = path.parent.parent.name.removeprefix("sweep=")
-    stage, key = int(path.parent.name.removeprefix("stage=")), path.stem
-    meta = store.meta(stage, key)
-    if meta is None:
-        return False
-    write_committed(workdir, sweep, stage, meta, store.folder(stage, key))
-    return True
+    stage = int(path.parent.name.removeprefix("stage="))
+    whole = path.name != COMPACTED or bool(keys)  # no key list: nothing known to rebuild
+    for key in keys:
+        if path.name == COMPACTED and record_path(workdir, sweep, stage, key).exists():
+            continue  # a later single record: it wins over the compacted row anyway
+        meta = store.meta(stage, key)
+        if meta is None:
+            whole = False
+            continue
+        write_committed(workdir, sweep, stage, meta, store.folder(stage, key))
+    return whole
+
+
+def _listed_keys(folder: Path) -> list[str]:
+    """The keys `_compacted.keys` lists (a superset of the compacted file's: it is written
+    first), or none if it is missing or not such a list."""
+    try:
+        keys = (Path(folder) / COMPACTED_KEYS).read_text(encoding="utf-8").split()
+    except (OSError, UnicodeDecodeError):
+        return []
+    return keys if all(_KEY.fullmatch(k) for k in keys) else []

@@ -21,7 +21,8 @@ from orchestrator.plan.plan import Node, Plan, build_plan
 from orchestrator.records.schema import code_version
 from orchestrator.records.write import reconcile_records
 from orchestrator.run.lock import workdir_lock
-from orchestrator.spec.sweep import Sweep
+from orchestrator.spec.overrides import record_overrides
+from orchestrator.spec.sweep import Resources, Sweep
 
 Printer = Callable[[str], None]
 
@@ -102,6 +103,39 @@ def _reconcile_records(plan: Plan, nodes: Iterable[Node] = ()) -> int:
     )
 
 
+def trial_resources(res: Resources) -> Callable[[dict[str, Any]], Any]:
+    """Tune's resource request per trial: the share of the stage its plan node runs
+    ([resources.stageN] over [resources]), as the placement group Tune asks Ray for."""
+    from ray import tune
+
+    from orchestrator.plan.dag import config_node
+
+    def request(config: dict[str, Any]) -> tune.PlacementGroupFactory:
+        node = config_node(config)
+        share = res.share(int(node["stage"])) if node else res.share(0)
+        return tune.PlacementGroupFactory(
+            [{"CPU": share.cpus, **({"GPU": share.gpus} if share.gpus else {})}]
+        )
+
+    return request
+
+
+def _compact_records(sweep: Sweep, printer: Printer) -> None:
+    """Fold the sweep's record files into one per stage once a stage has many (or has a
+    compacted file already); a failure leaves the single files, which read the same."""
+    import pyarrow as pa
+
+    from orchestrator.records.compact import RUN_THRESHOLD, compact_workdir
+
+    try:
+        folded = compact_workdir(sweep.workdir, sweep.name, RUN_THRESHOLD)
+    except (OSError, pa.ArrowException) as e:
+        printer(f"records not compacted ({e}); `senet compact {sweep.workdir}` tries again")
+        return
+    if folded:
+        printer(f"records: {sum(folded.values())} files folded into one per stage")
+
+
 def run_sweep(
     sweep: Sweep,
     address: str | None = None,
@@ -135,20 +169,34 @@ def _run_sweep(
     plan = build_plan(sweep, [] if optuna else None)
     run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     sweep.workdir.mkdir(parents=True, exist_ok=True)
+    record_overrides(sweep.workdir, run_id, sweep.path, sweep.overrides)  # records carry run_id
     done = plan.done_keys(deep=True)  # heals first: a damaged artifact is recomputed
     _reconcile_records(plan)
     todo = [n for n in plan.nodes.values() if n.key not in done]
     summary = RunSummary(run_id, {1: 0, 2: 0, 3: 0})
-    printer(
-        f"sweep {sweep.name}: {len(plan.nodes)} stage executions planned, {len(done)} already done, {len(todo)} to run"
-    )
     trials_left, source = 0, None
+    planned, done_n, to_run, sampled = len(plan.nodes), len(done), len(todo), ""
     if optuna:
         from orchestrator.search.source import OptunaSource
         from orchestrator.search.studies import journal_path
 
         source = OptunaSource(sweep, optuna)  # reads the journal once: counts, stale trials
         trials_left = source.trials_left()
+        # The opening counts include the sampled stage-3 trials (and, sampling the budget,
+        # the stage-2 runs of new budgets): the plan itself holds stages 1 and 2 only.
+        quota, more2 = optuna.trials * len(source.names), source.stage2_bound(plan.store)
+        planned, done_n, to_run = (
+            planned + quota,
+            done_n + quota - trials_left,
+            to_run + trials_left,
+        )
+        sampled = f" ({trials_left} of them stage-3 trials sampled by Optuna" + (
+            f"; plus up to {more2} stage-2 runs for the budgets it draws)" if more2 else ")"
+        )
+    printer(
+        f"sweep {sweep.name}: {planned} stage executions planned, {done_n} already done, {to_run} to run{sampled}"
+    )
+    if optuna and source is not None:
         printer(
             f"optuna ({optuna.mode}, {optuna.sampler}, seed {optuna.seed}): {len(source.names)} studies, "
             f"{sum(source.finished.values())} trials finished, {trials_left} to run; study journal "
@@ -157,6 +205,7 @@ def _run_sweep(
         if source.stale:
             printer(f"optuna: {source.stale} trials left RUNNING by an interrupted run marked FAIL")
     if not todo and not trials_left:
+        _compact_records(sweep, printer)
         summary.wall_s = time.monotonic() - t0
         return summary
 
@@ -167,12 +216,16 @@ def _run_sweep(
     try:
         res = sweep.resources
         cluster_cpus = ray.cluster_resources().get("CPU", 1)
-        if res.cpus > cluster_cpus or res.gpus > ray.cluster_resources().get("GPU", 0):
-            raise ConnectError(
-                f"[resources] asks {res.cpus} CPUs / {res.gpus} GPUs per trial but the Ray cluster has "
-                f"{cluster_cpus:g} CPUs / {ray.cluster_resources().get('GPU', 0):g} GPUs"
-            )
-        max_conc = res.max_concurrent or max(1, int(cluster_cpus // res.cpus))
+        cluster_gpus = ray.cluster_resources().get("GPU", 0)
+        shares = {stage: res.share(stage) for stage in (1, 2, 3)}
+        for stage, share in shares.items():
+            if share.cpus > cluster_cpus or share.gpus > cluster_gpus:
+                raise ConnectError(
+                    f"[resources] asks {share.cpus:g} CPUs / {share.gpus:g} GPUs per stage-{stage} "
+                    f"trial but the Ray cluster has {cluster_cpus:g} CPUs / {cluster_gpus:g} GPUs"
+                )
+        least = min(share.cpus for share in shares.values())
+        max_conc = res.max_concurrent or max(1, int(cluster_cpus // least))
         spec = TrialSpec(
             store=plan.store.root,
             workdir=sweep.workdir,
@@ -180,7 +233,7 @@ def _run_sweep(
             run_id=run_id,
             code_version=code_version(),
             cpus=res.cpus,
-            device=TrialSpec.trial_device(device, res.gpus),
+            device=device,  # each trial's through TrialSpec.trial_device, by what Ray gave it
         )
         scheduler = None
         if source is not None and optuna is not None:
@@ -193,14 +246,20 @@ def _run_sweep(
                 scheduler = PerBudgetASHA(sweep.stage3[0].optim.epochs, **optuna.asha)
         searcher = DagSearcher(list(plan.nodes.values()), done, plan.store, source)
         searcher.listeners.append(StoppedRecorder(sweep, spec, searcher).event)
-        progress = Progress(searcher, printer)
+        progress = Progress(
+            searcher,
+            printer,
+            concurrency=max_conc,
+            workdir=sweep.workdir,
+            run_id=run_id,
+            sweep=sweep.name,
+        )
         searcher.listeners.append(progress.event)
         searcher.listeners.extend(listeners or [])
         failures = FailureRecorder(sweep, spec)
         tuner = tune.Tuner(
             tune.with_resources(
-                tune.with_parameters(stage_trainable, spec=spec),
-                {"cpu": res.cpus, "gpu": res.gpus},
+                tune.with_parameters(stage_trainable, spec=spec), trial_resources(res)
             ),
             tune_config=tune.TuneConfig(
                 search_alg=searcher,
@@ -217,8 +276,12 @@ def _run_sweep(
                 verbose=0,
             ),
         )
+        asks = ", ".join(
+            f"stage {stage} {share.cpus:g} CPU / {share.gpus:g} GPU"
+            for stage, share in shares.items()
+        )
         printer(
-            f"Ray: {cluster_cpus:g} CPUs, up to {max_conc} concurrent trials of {res.cpus:g} CPU / {res.gpus:g} GPU; Tune state in {sweep.workdir / 'tune'}"
+            f"Ray: {cluster_cpus:g} CPUs, {cluster_gpus:g} GPUs, up to {max_conc} concurrent trials ({asks}); Tune state in {sweep.workdir / 'tune'}"
         )
         try:
             tuner.fit()
@@ -234,5 +297,6 @@ def _run_sweep(
         _reconcile_records(plan, searcher.nodes.values() if searcher is not None else ())
         if started_local:
             ray.shutdown()
+    _compact_records(sweep, printer)
     summary.wall_s = time.monotonic() - t0
     return summary

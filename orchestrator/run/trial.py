@@ -13,12 +13,16 @@ provenance extras (the Optuna trial).
 from __future__ import annotations
 
 import math
+import os
+import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.plan.dag import config_extras, config_node
 from orchestrator.records.provenance import build_provenance
+from orchestrator.run.status import progress_path, write_json
 
 
 @dataclass(frozen=True)
@@ -30,8 +34,8 @@ class TrialSpec:
     sweep: str
     run_id: str
     code_version: str
-    cpus: float  # per trial: torch gets floor(cpus) threads
-    device: str  # `senet run --device` through trial_device: "auto" | "cpu" | "cuda" | "cuda:N"
+    cpus: float  # [resources] cpus: torch gets floor(CPUs Ray gave the trial) threads
+    device: str  # `senet run --device`: "auto" | "cpu" | "cuda" | "cuda:N"; per trial: trial_device
 
     @staticmethod
     def trial_device(device: str, gpus: float) -> str:
@@ -43,6 +47,51 @@ class TrialSpec:
         """The provenance of one of this run's stage executions; `extras` are its node's
         (optuna_study, optuna_trial) from the search."""
         return build_provenance(self.sweep, self.run_id, self.code_version, ray_trial_id, **extras)
+
+
+class TrialProgress:
+    """The execution's progress file (orchestrator.run.status), so that `senet status` sees
+    from the workdir alone what runs, at which epoch and how fast: written at the start and
+    after every epoch, removed once the stage commits."""
+
+    def __init__(self, spec: TrialSpec, node: dict[str, Any], trial_id: str | None) -> None:
+        self.path = progress_path(spec.workdir, node["key"])
+        self.tick = time.monotonic()
+        self.measured = [0, 0.0]  # epochs timed in this process, their seconds
+        self.data: dict[str, Any] = {
+            "stage": node["stage"],
+            "key": node["key"],
+            "run_id": spec.run_id,
+            "trial_id": trial_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "epoch": 0,
+            "epochs": node["config"]["optim"]["epochs"],
+        }
+        self._write()
+
+    def epoch(self, row: dict[str, Any]) -> None:
+        now = time.monotonic()
+        seconds, self.tick = now - self.tick, now
+        self.measured = [self.measured[0] + 1, self.measured[1] + seconds]
+        self.data.update(epoch=row.get("epoch"), epochs=row.get("epochs"), epoch_s=seconds)
+        self.data.update(val_acc=row.get("val_acc"))
+        self._write()
+
+    def done(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def _write(self) -> None:
+        write_json(self.path, {**self.data, "measured": self.measured, "updated": time.time()})
+
+
+def granted_resources(cpus: float) -> dict[str, float]:
+    """What Ray gave this trial, {"CPU": c, "GPU": g}: its stage's share of [resources]
+    (`cpus` where Ray reports no CPU)."""
+    import ray
+
+    got = ray.get_runtime_context().get_assigned_resources()
+    return {"CPU": float(got.get("CPU", cpus)), "GPU": float(got.get("GPU", 0.0))}
 
 
 def stage_trainable(config: dict[str, Any], spec: TrialSpec) -> None:
@@ -58,10 +107,16 @@ def stage_trainable(config: dict[str, Any], spec: TrialSpec) -> None:
     node = config_node(config)
     assert node is not None, "a DagSearcher config always carries its node"
     stage = int(node["stage"])
-    torch.set_num_threads(max(1, int(math.floor(spec.cpus))))
+    granted = granted_resources(spec.cpus)
+    torch.set_num_threads(max(1, int(math.floor(granted["CPU"]))))
+    device = TrialSpec.trial_device(spec.device, granted["GPU"])
     provenance = spec.provenance(tune.get_context().get_trial_id(), config_extras(config))
+    provenance["resources"] = granted  # in meta.json: what this stage ran with
+
+    progress = TrialProgress(spec, node, tune.get_context().get_trial_id())
 
     def on_epoch(row: dict[str, Any]) -> None:
+        progress.epoch(row)
         metrics = {k: v for k, v in row.items() if isinstance(v, (int, float))}
         if stage == 3:
             metrics[ASHA_METRIC] = metrics["val_acc"]
@@ -75,11 +130,12 @@ def stage_trainable(config: dict[str, Any], spec: TrialSpec) -> None:
         node.get("stage1_key"),
         node.get("stage2_key"),
         on_epoch,
-        spec.device,
+        device,
         provenance,
     )
     meta = read_meta(Path(result.artifact))
     assert meta is not None
     write_committed(spec.workdir, spec.sweep, stage, meta, result.artifact)
+    progress.done()
     final = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
     tune.report({"stage": stage, "key": node["key"], "stage_done": 1, **final})

@@ -114,13 +114,15 @@ def _records(
         report.records += 1
         problem = record_problem(path)  # the footer; then every page, as a reader would
         try:
-            rows = [] if problem else pq.read_table(path, columns=["status"]).to_pylist()
+            cols = ["key", "status"]
+            rows = [] if problem else pq.read_table(path, columns=cols).to_pylist()
         except (OSError, ValueError, pa.ArrowException) as e:
             problem = f"not a readable Parquet file ({' '.join(str(e).split())[:160]})"
         if problem is None:
-            stage, key = int(path.parent.name.removeprefix("stage=")), path.stem
-            done = inspect(store.folder(stage, key))[0] is not None
-            report.orphans += any(r["status"] in ("completed", "reused") for r in rows) and not done
+            stage = int(path.parent.name.removeprefix("stage="))
+            for r in rows:  # one row, or a compacted file's many: each names its own key
+                if r["status"] in ("completed", "reused"):
+                    report.orphans += inspect(store.folder(stage, r["key"]))[0] is None
             continue
         _found(report, f"{path}: {problem}", repair, printer)
         if repair and not heal_record(workdir, path, problem):

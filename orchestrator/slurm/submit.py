@@ -71,8 +71,15 @@ class SweepJob:
     """The callable submitit runs in every task. Checkpointable: on Slurm's warning signal
     (task 0 only) it stops the sweep cleanly and asks to be requeued as it is."""
 
-    def __init__(self, sweep: Path, workdir: Path, job_dir: Path, device: str) -> None:
-        self.runner = NodeRunner(sweep, workdir, job_dir, device)
+    def __init__(
+        self,
+        sweep: Path,
+        workdir: Path,
+        job_dir: Path,
+        device: str,
+        overrides: tuple[str, ...] = (),
+    ) -> None:
+        self.runner = NodeRunner(sweep, workdir, job_dir, device, overrides)
 
     def __call__(self) -> int:
         return self.runner.run()
@@ -142,6 +149,9 @@ def _current(workdir: Path) -> dict[str, Any]:
     for key in ("job_id", "folder", "sweep", "workdir", "submitted_at"):
         if not isinstance(cur.get(key), str):
             raise UserError(f"{path}: `{key}` is missing or not a string; {fix}")
+    overrides = cur.get("overrides", [])
+    if not isinstance(overrides, list) or not all(isinstance(o, str) for o in overrides):
+        raise UserError(f"{path}: `overrides` is not a list of strings; {fix}")
     check_job_id(cur["job_id"], str(path))
     return cur
 
@@ -201,7 +211,7 @@ def submit(sweep: Sweep, request: SlurmRequest, device: str = "auto") -> tuple[A
         **({"additional_parameters": extra} if extra else {}),
     )
     assert sweep.path is not None
-    job_fn = SweepJob(Path(sweep.path).resolve(), sweep.workdir, folder, device)
+    job_fn = SweepJob(Path(sweep.path).resolve(), sweep.workdir, folder, device, sweep.overrides)
     try:
         with _stderr_captured():  # sbatch's own complaint comes back in the exception
             job = ex.submit(job_fn)
@@ -214,6 +224,7 @@ def submit(sweep: Sweep, request: SlurmRequest, device: str = "auto") -> tuple[A
         "sweep": str(Path(sweep.path).resolve()),
         "workdir": str(sweep.workdir),
         "submitted_at": stamp,
+        "overrides": list(sweep.overrides),  # `senet status` plans with them too
     }
     atomic_write_bytes(_state_file(sweep.workdir), json.dumps(state, indent=2).encode())
     return job, folder
@@ -258,17 +269,27 @@ def follow(job: Any, printer: Callable[[str], None], poll: float = 1.0) -> int:
     return int(result or 0)
 
 
+def submission_exists(workdir: Path) -> bool:
+    """Whether `senet submit` recorded a submission in the workdir."""
+    return _state_file(workdir).exists()
+
+
 def status(workdir: Path, printer: Callable[[str], None] = print) -> int:
+    """The job's state and the plan's counts, then, once the job's driver has started, the
+    run's own status from the workdir (orchestrator.run.status.local_status)."""
     cur = _current(workdir)
     printer(
         f"Slurm job {cur['job_id']}: {job_state(cur['job_id'])} (submitted {cur['submitted_at']}, folder {cur['folder']})"
     )
-    from orchestrator.run.status import plan_summary
+    from orchestrator.run.status import has_local_run, local_status, plan_summary
     from orchestrator.spec.sweep import load_or_fail
 
-    sweep = load_or_fail(cur["sweep"], Path(cur["workdir"]))
+    sweep = load_or_fail(cur["sweep"], Path(cur["workdir"]), cur.get("overrides", []))
     for stage, counts in plan_summary(sweep).items():
         printer(f"{stage}: {counts['done']}/{counts['total']} done")
+    if has_local_run(Path(cur["workdir"])):
+        for line in local_status(Path(cur["workdir"])):
+            printer(line)
     return 0
 
 

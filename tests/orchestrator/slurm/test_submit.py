@@ -228,3 +228,22 @@ def test_job_ids() -> None:
     for bad in ("", "12a", "123_", "_4", "-1", " 12", "12\n", "1 2", "12;ls", "１２", 12, None):
         with pytest.raises(UserError, match="is not a Slurm job id"):
             check_job_id(bad, "t")
+
+
+def test_overrides_travel_with_the_job_and_its_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What submitit pickles for the job keeps the overrides, so its `senet run` gets them;
+    current.json keeps them for `senet status`, and a damaged list there is one line."""
+    import pickle
+
+    from orchestrator.slurm.submit import SweepJob
+
+    job = SweepJob(tmp_path / "s.toml", tmp_path, tmp_path / "job", "cpu", ("stage3.tau=2.0",))
+    assert pickle.loads(pickle.dumps(job)).runner.overrides == ("stage3.tau=2.0",)
+    state = tmp_path / "slurm" / "current.json"
+    state.parent.mkdir()
+    fields = {"job_id": "7", "folder": "f", "sweep": "s.toml", "workdir": str(tmp_path)}
+    state.write_text(json.dumps(fields | {"submitted_at": "t", "overrides": [1]}))
+    code, err = _senet(capsys, "status", str(tmp_path))
+    assert code == 2 and "`overrides` is not a list of strings" in err, err
