@@ -19,12 +19,16 @@ examples:
   senet results work/ --best-per-budget --format csv > best.csv
   senet results work/ --pareto --format json
   senet results work/ --plot front.png --reference cifar100-resnet18
+  senet results work/ --plot test.png --metric test_acc --reference cifar100-resnet18
 
 --pareto, --best-per-budget and --plot rank finished models: stage-3 records (or --stage)
 with status completed or reused (failed and early-stopped runs are left out). Ranking
 reads val_acc only, never test_acc. The Pareto
 front (fewer ReLUs, higher val_acc) is taken per (dataset, model); with --best-per-budget
-too, it is the front of the best-per-budget rows.
+too, it is the front of the best-per-budget rows. --plot draws val_acc (or --metric
+test_acc: the same val_acc front, at its test accuracies); published --reference points are
+test accuracies, and a reference of another dataset or model than the records is warned of.
+--plot needs matplotlib: pip install 'senet-sweep[plot]'.
 """
 
 
@@ -68,7 +72,13 @@ def add_results(sub: argparse._SubParsersAction) -> None:
         "--reference",
         default=None,
         metavar="NAME",
-        help=f"with --plot, overlay published points: {', '.join(REFERENCES)}",
+        help=f"with --plot, overlay published points (test accuracies): {', '.join(REFERENCES)}",
+    )
+    p.add_argument(
+        "--metric",
+        choices=("val_acc", "test_acc"),
+        default=None,
+        help="with --plot, the accuracy on the y axis (val_acc)",
     )
     p.add_argument("--columns", default=None, metavar="C1,C2", help="columns to print, in order")
     p.set_defaults(func=cmd_results)
@@ -79,6 +89,10 @@ def cmd_results(args: argparse.Namespace) -> int:
     from orchestrator.analysis.reference import REFERENCES
 
     reference = _reference(args.reference, args.plot, REFERENCES)
+    if args.plot is not None:
+        plot.require_matplotlib()  # before any record is read
+    elif args.metric is not None:
+        raise UserError("--metric picks the plot's y axis; add --plot FILE.png")
     ranking = args.pareto or args.best_per_budget or args.plot is not None
     default_cols = results.TABLE_COLUMNS if args.format == "table" else results.ALL_COLUMNS
     columns = results.parse_columns(args.columns, default_cols)
@@ -100,7 +114,9 @@ def cmd_results(args: argparse.Namespace) -> int:
     if args.plot is not None:
         if not rows:
             raise UserError(f"nothing to plot: {_nothing(args, stage, ranking)}")
-        path = plot.plot(rows, args.plot, reference, args.reference)
+        if reference is not None and (warning := plot.reference_mismatch(rows, args.reference)):
+            print(f"senet results: warning: {warning}", file=sys.stderr)
+        path = plot.plot(rows, args.plot, reference, args.reference, args.metric or "val_acc")
         print(f"wrote {path}")
         return 0
     if not rows:

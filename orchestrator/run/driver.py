@@ -21,6 +21,7 @@ from orchestrator.plan.plan import Node, Plan, build_plan
 from orchestrator.records.schema import code_version
 from orchestrator.records.write import reconcile_records
 from orchestrator.run.lock import workdir_lock
+from orchestrator.run.loggers import check_loggers, logger_callbacks
 from orchestrator.spec.overrides import record_overrides
 from orchestrator.spec.sweep import Resources, Sweep
 
@@ -146,6 +147,7 @@ def run_sweep(
     """Run every unfinished stage execution of `sweep` as Tune trials; returns what happened.
     One run per workdir: raises WorkdirBusy (naming the holder's host and PID) before
     anything starts when another run holds the workdir's lock."""
+    check_loggers(sweep)  # a [logging] table whose package is missing: one line, no Ray
     with workdir_lock(sweep.workdir, "senet run"):
         return _run_sweep(sweep, address, printer, device, listeners)
 
@@ -272,7 +274,7 @@ def _run_sweep(
                 name=f"{sweep.name}-{run_id}",
                 storage_path=str(sweep.workdir / "tune"),
                 failure_config=tune.FailureConfig(max_failures=res.retries),
-                callbacks=[failures, StatusTicker(progress)],
+                callbacks=[failures, StatusTicker(progress), *logger_callbacks(sweep)],
                 verbose=0,
             ),
         )

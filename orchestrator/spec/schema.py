@@ -274,6 +274,34 @@ class SearchTable(BaseModel):
     asha: Annotated[AshaTable, BeforeValidator(_asha)] | None = None
 
 
+class WandbTable(BaseModel):
+    """[logging.wandb]: arguments of Ray Tune's WandbLoggerCallback (entity goes to wandb.init)."""
+
+    model_config = STRICT
+    project: str
+    group: str | None = None  # the sweep's name unless given
+    entity: str | None = None
+    api_key_file: Path_ | None = None  # type: ignore[valid-type]
+
+
+class MlflowTable(BaseModel):
+    """[logging.mlflow]: arguments of Ray Tune's MLflowLoggerCallback."""
+
+    model_config = STRICT
+    tracking_uri: str | None = None  # MLflow's own default (./mlruns) unless given
+    experiment_name: str | None = None  # the sweep's name unless given
+    tags: dict[str, str] | None = None
+
+
+LOGGERS = ("wandb", "mlflow")  # [logging.NAME] sub-tables
+
+
+class LoggingTable(BaseModel):
+    model_config = STRICT
+    wandb: WandbTable | None = None
+    mlflow: MlflowTable | None = None
+
+
 class SweepFile(BaseModel):
     model_config = STRICT
     sweep: SweepTable
@@ -282,6 +310,7 @@ class SweepFile(BaseModel):
     stage3: Stage3Table = Field(default_factory=Stage3Table)  # type: ignore[valid-type]
     search: SearchTable = Field(default_factory=SearchTable)
     resources: ResourcesTable = Field(default_factory=ResourcesTable)
+    logging: LoggingTable = Field(default_factory=LoggingTable)
 
 
 _TABLES: dict[str, type[BaseModel]] = {
@@ -294,6 +323,9 @@ _TABLES: dict[str, type[BaseModel]] = {
     "search.asha": AshaTable,
     "resources": ResourcesTable,
     **{f"resources.{name}": StageResources for name in STAGE_RESOURCES},
+    "logging": LoggingTable,
+    "logging.wandb": WandbTable,
+    "logging.mlflow": MlflowTable,
 }
 
 _TYPE_WORDS = {
@@ -323,8 +355,8 @@ def _refusal(err: Any) -> SchemaError:
     section, rest = loc[0], loc[1:]
     if section == "search" and rest[:1] == ["space"] and len(rest) > 1:
         section, rest = "search.space", rest[1:]
-    if section == "resources" and rest[:1] and rest[0] in STAGE_RESOURCES and len(rest) > 1:
-        section, rest = f"resources.{rest[0]}", rest[1:]
+    if section in ("resources", "logging") and len(rest) > 1 and f"{section}.{rest[0]}" in _TABLES:
+        section, rest = f"{section}.{rest[0]}", rest[1:]
     key, detail = (rest[0] if rest else ""), rest[1:]
     kind, value = err["type"], err.get("input", UNSET)
     if kind == "extra_forbidden":

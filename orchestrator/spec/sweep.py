@@ -86,6 +86,7 @@ class Sweep:
     resources: Resources
     relu_total: int
     overrides: tuple[str, ...] = ()  # `key=value`s given on the command line, as given
+    logging: schema.LoggingTable | None = None  # [logging]: W&B / MLflow via Ray Tune's callbacks
 
 
 def parse_sweep(
@@ -196,6 +197,7 @@ def parse_sweep(
             ),
         ),
         relu_total=total,
+        logging=f.logging,
     )
 
 

@@ -64,6 +64,16 @@ CASES = [
     ("[resources]\nstage1 = 1\n", "[resources] stage1", "must be a table (got 1)"),
     ("[search]\ntrials = 4\n", "[search] trials", "only for mode optuna or optuna-pareto"),
     ("[stage4]\n", "[stage4]", "unknown section"),
+    ('[logging.wandb]\ngroup = "g"\n', "[logging.wandb] project", "missing"),
+    ("[logging.wandb]\nproject = 5\n", "[logging.wandb] project", "must be a string (got 5)"),
+    (
+        '[logging.mlflow]\nuri = "x"\n',
+        "[logging.mlflow] uri",
+        "unknown key; known keys: tracking_uri, experiment_name, tags",
+    ),
+    ("[logging.mlflow]\ntags = {a = 1}\n", "[logging.mlflow] tags", "a: must be a string (got 1)"),
+    ("[logging.tensorboard]\n", "[logging] tensorboard", "unknown key; known keys: wandb, mlflow"),
+    ('[logging]\nwandb = "p"\n', "[logging] wandb", "must be a table (got 'p')"),
 ]
 SWEEP_CASES = [  # a [sweep] key replaced (or added) in BASE
     ('model = ["resnet20"]', "[sweep] model", "must be a string (got ['resnet20'])"),
@@ -234,3 +244,15 @@ def test_run_refuses_a_workdir_it_cannot_create(
     code = main(["run", str(path), "--workdir", "/proc/senet-work"])
     line = _one_line(capsys.readouterr().err)
     assert code == 2 and line.startswith("senet run: error: --workdir: cannot write in")
+
+
+def test_the_logging_section_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "log.toml"
+    path.write_text(
+        BASE + '[logging.wandb]\nproject = "p"\n[logging.mlflow]\nexperiment_name = "e"\n'
+    )
+    sweep = load_sweep(path)
+    assert sweep.logging is not None and sweep.logging.wandb is not None
+    assert sweep.logging.wandb.project == "p" and sweep.logging.mlflow.experiment_name == "e"
+    path.write_text(BASE)
+    assert load_sweep(path).logging.wandb is None
