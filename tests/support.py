@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from pathlib import Path
 
 TINY = """\
@@ -190,3 +191,12 @@ def write_two_sweeps(tmp_path: Path) -> Path:
         allocation="uniform",
     )
     return w
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a `senet` subprocess, read when it starts (never at import): an
+    in-process `ray.init` of an earlier test turns Ray 2.60's token auth on by setting
+    RAY_AUTH_MODE=token in os.environ, and a Ray cluster a test starts after that expects the
+    token; a subprocess given an older copy of the environment cannot join it."""
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    return env | {"PYTHONUNBUFFERED": "1"} | extra

@@ -13,21 +13,20 @@ import time
 from pathlib import Path
 
 import pytest
-from support import write_sweep
+from support import subprocess_env, write_sweep
 
 from orchestrator.cli.main import main
 from orchestrator.records.read import read_records
 from orchestrator.records.write import results_dir
 
 SENET = [sys.executable, "-m", "orchestrator.cli"]
-ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONUNBUFFERED": "1"}
 
 
 def _run(
     args: list[str], timeout: float = 300, env: dict | None = None
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
-        SENET + args, capture_output=True, text=True, timeout=timeout, env=env or ENV
+        SENET + args, capture_output=True, text=True, timeout=timeout, env=env or subprocess_env()
     )
 
 
@@ -64,7 +63,7 @@ def test_kill_9_mid_sweep_then_rerun_resumes_without_repeating(tmp_path: Path) -
         SENET + ["run", str(path)],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=ENV,
+        env=subprocess_env(),
         start_new_session=True,
     )
     stage2 = results_dir(tmp_path / "work") / "sweep=kill" / "stage=2"
@@ -110,7 +109,7 @@ def test_unreachable_address_fails_fast_with_one_line(tmp_path: Path) -> None:
 
 def test_stale_ray_address_env_fails_fast(tmp_path: Path) -> None:
     path = write_sweep(tmp_path / "s.toml", tmp_path / "work")
-    out = _run(["run", str(path)], timeout=60, env=ENV | {"RAY_ADDRESS": "127.0.0.1:9"})
+    out = _run(["run", str(path)], timeout=60, env=subprocess_env(RAY_ADDRESS="127.0.0.1:9"))
     assert out.returncode == 2
     assert "(from RAY_ADDRESS)" in out.stderr and "unset RAY_ADDRESS" in out.stderr
 

@@ -5,7 +5,6 @@ the CPU where torch sees no CUDA. The same run ends by compacting a stage with m
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from support import write_test_record
+from support import subprocess_env, write_test_record
 
 from orchestrator.plan.plan import build_plan
 from orchestrator.records.read import read_records
@@ -22,7 +21,6 @@ from orchestrator.spec.sweep import load_sweep
 from stages.artifacts import read_meta
 
 SENET = [sys.executable, "-m", "orchestrator.cli"]
-ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONUNBUFFERED": "1"}
 SWEEP = """\
 [sweep]
 name = "res"
@@ -80,7 +78,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
             [*SENET, "run", str(path), "--address", cluster.address],
             capture_output=True,
             text=True,
-            env=ENV,
+            env=subprocess_env(),
             timeout=600,
         )
     finally:

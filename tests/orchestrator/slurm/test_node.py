@@ -3,19 +3,17 @@ every task, on a real Slurm. tests/orchestrator/slurm/conftest.py skips it witho
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from support import write_sweep
+from support import subprocess_env, write_sweep
 
 from orchestrator.records.read import read_records
 
 pytestmark = pytest.mark.slurm
 ROOT = Path(__file__).resolve().parents[3]
-ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONUNBUFFERED": "1"}
 
 
 def _records(work: Path, sweep: str) -> list[dict]:
@@ -25,7 +23,7 @@ def _records(work: Path, sweep: str) -> list[dict]:
 def test_plain_sbatch_script(tmp_path: Path) -> None:
     work = tmp_path / "work"
     path = write_sweep(tmp_path / "s.toml", work, name="sbatch", budgets=[3000], taus=[2.0])
-    env = ENV | {"SWEEP": str(path), "VENV": str(Path(sys.executable).parent.parent)}
+    env = subprocess_env(SWEEP=str(path), VENV=str(Path(sys.executable).parent.parent))
     out = subprocess.run(
         [
             "sbatch",

@@ -7,26 +7,29 @@ the sbatch script holds, a damaged slurm/current.json, a job id that is not one)
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from support import write_sweep
+from support import subprocess_env, write_sweep
 
 from orchestrator.records.read import read_records
 from orchestrator.records.write import results_dir
 
 SENET = [sys.executable, "-m", "orchestrator.cli"]
 ROOT = Path(__file__).resolve().parents[3]
-ENV = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"} | {"PYTHONUNBUFFERED": "1"}
 
 
 def senet(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(
-        SENET + list(args), capture_output=True, text=True, timeout=timeout, env=ENV, cwd=ROOT
+        SENET + list(args),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=subprocess_env(),
+        cwd=ROOT,
     )
 
 
