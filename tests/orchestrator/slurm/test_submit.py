@@ -125,16 +125,17 @@ def test_bad_signal_delay_is_refused_before_submitting(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_time_limit_requeue_resumes(tmp_path: Path) -> None:
     """A 2-minute limit with the warning 30 s before it: the job stops cleanly, requeues
-    (Slurm holds it about 2 minutes) and finishes what is left, running nothing twice.
+    (the local Slurm holds a requeued job 30 s, its cred_expire) and finishes what is left,
+    running nothing twice.
 
     The work must outlast the first window on an idle machine, so on a busy one it may need
-    more: the wait covers all of submitit's timeout requeues (3, so 4 windows of 60-90 s with
-    ~120 s held between them), and the assertions hold however many it took."""
+    more: the wait covers all of submitit's timeout requeues (3, so 4 windows of 60-90 s, each
+    followed by ~35 s of hold), and the assertions hold however many it took."""
     work = tmp_path / "work"
-    # ~95 s of stage work on an idle 2-core machine (7 executions of 80 tiny epochs; 100
-    # measured 120 s): more than the first window holds (the warning comes 60-90 s in, Ray
+    # ~115 s of stage work on an idle 2-core machine (7 executions of 70 tiny epochs; 80
+    # measured ~130 s): more than the first window holds (the warning comes 60-90 s in, Ray
     # takes ~5 s of it), two windows on an idle machine, at most four on a busy one.
-    path = write_sweep(tmp_path / "s.toml", work, name="requeue", epochs=80)
+    path = write_sweep(tmp_path / "s.toml", work, name="requeue", epochs=70)
     out = senet(
         "submit",
         str(path),
@@ -145,7 +146,7 @@ def test_time_limit_requeue_resumes(tmp_path: Path) -> None:
         "--signal-delay",
         "30",
         "--wait",
-        timeout=1000,
+        timeout=900,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr
     assert "requeueing" in out.stdout and "Requeued job" in out.stdout
