@@ -102,6 +102,7 @@ def stage_trainable(config: dict[str, Any], spec: TrialSpec) -> None:
     from orchestrator.search.asha import ASHA_METRIC
     from stages.artifacts import read_meta
     from stages.config import config_from_dict
+    from stages.invariants import InvariantError
     from stages.pipeline import execute
 
     node = config_node(config)
@@ -113,6 +114,10 @@ def stage_trainable(config: dict[str, Any], spec: TrialSpec) -> None:
     provenance = spec.provenance(tune.get_context().get_trial_id(), config_extras(config))
     provenance["resources"] = granted  # in meta.json: what this stage ran with
 
+    refused = progress_path(spec.workdir, node["key"]).with_suffix(".refused")
+    if refused.exists() and refused.read_text().startswith(spec.run_id + "\n"):
+        # This run's earlier attempt broke an invariant: that repeats, so do not recompute it.
+        raise InvariantError(refused.read_text().split("\n", 1)[1] + " (not retried)")
     progress = TrialProgress(spec, node, tune.get_context().get_trial_id())
 
     def on_epoch(row: dict[str, Any]) -> None:
@@ -122,20 +127,26 @@ def stage_trainable(config: dict[str, Any], spec: TrialSpec) -> None:
             metrics[ASHA_METRIC] = metrics["val_acc"]
         tune.report({"stage": stage, "key": node["key"], **metrics})
 
-    result = execute(
-        stage,
-        config_from_dict(stage, node["config"]),
-        spec.store,
-        node["key"],
-        node.get("stage1_key"),
-        node.get("stage2_key"),
-        on_epoch,
-        device,
-        provenance,
-    )
+    try:
+        result = execute(
+            stage,
+            config_from_dict(stage, node["config"]),
+            spec.store,
+            node["key"],
+            node.get("stage1_key"),
+            node.get("stage2_key"),
+            on_epoch,
+            device,
+            provenance,
+        )
+    except InvariantError as e:
+        refused.write_text(f"{spec.run_id}\n{e}")  # read by a retry of this run (above)
+        progress.done()
+        raise
     meta = read_meta(Path(result.artifact))
     assert meta is not None
     write_committed(spec.workdir, spec.sweep, stage, meta, result.artifact)
     progress.done()
+    refused.unlink(missing_ok=True)
     final = {k: v for k, v in result.metrics.items() if isinstance(v, (int, float))}
     tune.report({"stage": stage, "key": node["key"], "stage_done": 1, **final})

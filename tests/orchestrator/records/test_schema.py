@@ -30,9 +30,10 @@ def run(tmp_path_factory: pytest.TempPathFactory, ray_cluster: None) -> tuple[Pa
     """`senet run` of budgets 3000 and 6000 (one non-default stage-2 setting per field) on a
     store whose stage-1 artifact says its stem holds 100x its ReLUs (a damaged store, or one
     written by other code). Uniform allocation then gives the stem more than it has at 6000,
-    so that search cannot meet its r_l; at 3000 it can."""
+    so that search cannot meet its r_l; at 3000 it can. One retry is allowed: it must not
+    search again."""
     tmp = tmp_path_factory.mktemp("records")
-    path = write_sweep(tmp / "s.toml", tmp / "work", name="rec", taus=[4.0])
+    path = write_sweep(tmp / "s.toml", tmp / "work", name="rec", taus=[4.0], retries=1)
     settings = "".join(f'{k} = "{v}"\n' for k, v in SEARCH.items())
     path.write_text(path.read_text().replace("[stage2]\n", "[stage2]\n" + settings))
     plan = build_plan(load_sweep(path))
@@ -60,6 +61,7 @@ def test_a_result_breaking_its_budget_is_a_failed_record_with_the_reason(
     assert bad["status"] == "failed" and bad["relu_count"] is None and bad["val_acc"] is None
     assert "InvariantError" in bad["error"] and "off their share" in bad["error"]
     assert "not committed" in bad["error"]
+    assert "(not retried)" in bad["error"]  # the retry did not recompute what must repeat
     assert 6000 not in _rows(work, 3)  # its fine-tune was skipped, not run on a bad mask
     plan = build_plan(load_sweep(work.parent / "s.toml"))
     node = next(n for n in plan.stage(2) if n.labels["budget"] == 6000)
