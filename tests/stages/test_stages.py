@@ -117,9 +117,11 @@ def test_pipeline_on_digits_meets_the_budget_exactly_and_learns(tmp_path: Path) 
 
     assert meta1["test_acc"] > 0.85  # the teacher
     assert meta3["test_acc"] > 0.7  # chance is 0.1
-    # Stages 2 and 3 keep their best-validation epoch and report its accuracy.
-    for meta in (meta2, meta3):
-        assert meta["val_acc"] == max(row["val_acc"] for row in meta["history"])
+    # Stage 2 keeps its best-validation epoch among those past the anneal and reports its
+    # accuracy; stage 3 its best epoch, or the model it started from (stage 2's) when no
+    # epoch beats that.
+    assert meta2["val_acc"] in {row["val_acc"] for row in meta2["history"]}
+    assert meta3["val_acc"] == max(meta2["val_acc"], *(r["val_acc"] for r in meta3["history"]))
 
 
 # --- stage 2: exact counts ----------------------------------------------------------------------

@@ -126,14 +126,19 @@ def test_a_dying_worker_node_resumes_its_stage_from_the_epoch_checkpoint(
     assert {r["status"] for r in rows} == {"completed"}, text[-3000:]
     # Two attempts: the first reported epochs 1..a on the dead node (a report in flight may
     # be lost with it); the retry started right after the checkpoint the dead node left, not
-    # at epoch 1, and reported every epoch from there to the end.
+    # at epoch 1, and reported every epoch from there to the end. The dead node's worker can
+    # train on for a few epochs before it notices its raylet is gone (seen on a loaded
+    # machine: the checkpoint said epoch 1 at the kill, the first attempt reported up to 4),
+    # so the retry resumes from the last checkpoint, at or after the one seen at the kill.
     reports = _reports(work, n1.key)
     pids = list(dict.fromkeys(pid for pid, _ in reports))
     assert len(pids) == 2, reports
     first = [e for pid, e in reports if pid == pids[0]]
     second = [e for pid, e in reports if pid == pids[1]]
     assert first == list(range(1, len(first) + 1)), reports
-    assert at_death >= 1 and second == list(range(at_death + 1, EPOCHS + 1)), (at_death, reports)
+    resumed_from = second[0] - 1
+    assert 1 <= at_death <= resumed_from <= len(first) + 1, (at_death, reports)
+    assert second == list(range(resumed_from + 1, EPOCHS + 1)), reports
     history = json.loads((artifact_dir(plan.store, 1, n1.key) / META).read_text())["history"]
     assert [row["epoch"] for row in history] == list(range(1, EPOCHS + 1))
     assert not ckpt.exists()  # committed: the checkpoint is dropped
