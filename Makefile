@@ -18,13 +18,16 @@ demo: $(STAMP)
 
 # `make test`: the quick suite (the `slow` and `slurm` marks left out); `make test-all`: every
 # test, as .ci/run runs it (the Slurm ones need `bash slurm/local-cluster.sh up`).
+# Both run on two pytest-xdist workers, one test file at a time each (tests/conftest.py): much
+# of the suite waits on Ray and Slurm, and the other worker computes meanwhile.
 QUICK := -m "not slow and not slurm"
+PARALLEL := -n 2 --dist loadfile
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q $(QUICK) $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(PARALLEL) $(QUICK) $(PYTEST_ARGS)
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q $(PARALLEL) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,24 @@
+"""How `make test` and `make test-all` split the suite over two pytest-xdist workers (`-n 2
+--dist loadfile`): by test file, so that a module's fixtures (a finished sweep, a started Ray)
+are built once, and the Slurm tests first. Those mostly wait on Slurm (time windows, the hold
+of a requeued job), so the rest of the suite runs meanwhile; the local Slurm has one node, so
+their jobs queue there rather than run side by side. (`--dist loadgroup` would need xdist to
+rename test ids, which it cannot do under pytest 9: the groups are silently ignored.)"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One torch thread per worker (and per process it starts; Ray trials set theirs from
+    # their CPU grant). Two workers of two threads each on two cores made OpenMP's
+    # spin-waiting threads fight: two stage tests took 300 s side by side, 47 s one after
+    # the other, 43 s side by side with one thread each. Set before torch is imported.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: item.get_closest_marker("slurm") is None)  # stable: Slurm first
