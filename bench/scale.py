@@ -123,7 +123,15 @@ def time_searcher() -> list[float]:
     return inside
 
 
-def sweep_part(n: int, inside: list[float]) -> None:
+def memory_by_file(first: Any, last: Any, top: int = 8) -> None:
+    """Where the driver's heap grew between two tracemalloc snapshots, per package file."""
+    diffs = last.compare_to(first, "filename")
+    for d in sorted(diffs, key=lambda d: -d.size_diff)[:top]:
+        name = str(d.traceback[0].filename).split("site-packages/")[-1]
+        print(f"  {d.size_diff / 1024:9.1f} KB  {d.count_diff:+7d} blocks  {name}")
+
+
+def sweep_part(n: int, inside: list[float], trace: bool = False) -> None:
     from orchestrator.run.driver import run_sweep
     from orchestrator.spec.sweep import load_sweep
     from stages.artifacts import artifact_dir, read_meta
@@ -136,10 +144,18 @@ def sweep_part(n: int, inside: list[float]) -> None:
         finished: dict[str, float] = {}
         memory: list[int] = []
 
+        snapshots: list[Any] = []
+
         def listen(event: str, node: Any, _result: dict[str, Any] | None) -> None:
-            (started if event == "started" else finished)[node.key] = time.perf_counter()
+            # wall-clock time, to compare with the stage's own started_at / finished_at
+            (started if event == "started" else finished)[node.key] = time.time()
             if event == "done":
                 memory.append(rss())
+                if trace and len(memory) in (min(10, n // 4), n):
+                    snapshots.append(tracemalloc.take_snapshot())
+
+        if trace:
+            tracemalloc.start()
 
         t0 = time.perf_counter()
         summary = run_sweep(sweep, printer=lambda _l: None, listeners=[listen])
@@ -151,18 +167,33 @@ def sweep_part(n: int, inside: list[float]) -> None:
             stage = next(s for s in (1, 2, 3) if artifact_dir(store, s, key).exists())
             meta = read_meta(artifact_dir(store, stage, key))
             assert meta is not None
-            rows.append((finished[key] - t_start, float(meta["wall_s"])))
+            # (trial wall, stage compute, suggested -> stage start, stage end -> Tune's done)
+            before = float(meta["started_at"]) - t_start
+            after = finished[key] - float(meta["finished_at"])
+            rows.append((finished[key] - t_start, float(meta["wall_s"]), before, after))
 
+    if trace:
+        tracemalloc.stop()
+        done = len(memory) - min(10, n // 4)
+        print(f"driver heap growth by file over the last {done} executions (tracemalloc):")
+        memory_by_file(snapshots[0], snapshots[-1])
     span = max(finished.values()) - min(started.values())
-    overhead = [trial - compute for trial, compute in rows]
-    compute = [c for _, c in rows]
+    overhead = [r[0] - r[1] for r in rows]
+    compute = [r[1] for r in rows]
     ideal = sum(compute) / sweep.resources.max_concurrent
+    in_flight = sum(r[0] for r in rows) / span  # trials (suggested, not done) at once, on average
+    busy = sum(compute) / span  # stages computing at once, on average
     warm = min(10, len(memory) // 4)  # after Ray's and torch's first imports
     growth = (memory[-1] - memory[warm]) / max(1, len(memory) - 1 - warm)
     print(f"executions: {len(rows)}, concurrency {sweep.resources.max_concurrent}")
     print(f"median stage compute:          {statistics.median(compute):7.2f} s")
     print(f"median overhead per execution: {statistics.median(overhead):7.2f} s")
     print(f"mean overhead per execution:   {statistics.mean(overhead):7.2f} s")
+    print(
+        f"  of it, median: suggested -> stage start {statistics.median(r[2] for r in rows):.2f} s, "
+        f"stage end -> done {statistics.median(r[3] for r in rows):.2f} s"
+    )
+    print(f"trials in flight at once:      {in_flight:7.2f} (stages computing {busy:.2f})")
     print(f"scheduler per trial:           {inside[0] * 1000 / len(rows):7.3f} ms")
     print(f"driver RSS growth:             {growth / 1024:7.1f} KB per execution")
     print(f"wall (incl. Ray start):        {wall:7.1f} s; trials first to last {span:.1f} s")
@@ -174,6 +205,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--part", choices=("scheduler", "sweep", "both"), default="both")
     ap.add_argument("-n", type=int, nargs="+", default=[100, 1000, 2000], help="sweep sizes")
+    ap.add_argument(
+        "--trace-memory",
+        action="store_true",
+        help="attribute the driver's heap growth to files (tracemalloc; slows the sweep)",
+    )
     args = ap.parse_args()
     if args.part in ("scheduler", "both"):
         scheduler_part()
@@ -182,7 +218,7 @@ def main() -> int:
         for n in args.n:
             print(f"--- sweep of {n} executions")
             inside[0] = 0.0
-            sweep_part(n, inside)
+            sweep_part(n, inside, args.trace_memory)
     return 0
 
 
