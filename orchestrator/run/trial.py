@@ -22,7 +22,7 @@ from typing import Any
 
 from orchestrator.plan.dag import config_extras, config_node
 from orchestrator.records.provenance import build_provenance
-from orchestrator.run.status import progress_path, write_json
+from orchestrator.run.status import progress_path, read_json, write_json
 
 
 @dataclass(frozen=True)
@@ -115,9 +115,10 @@ def stage_trainable(config: dict[str, Any], spec: TrialSpec) -> None:
     provenance["resources"] = granted  # in meta.json: what this stage ran with
 
     refused = progress_path(spec.workdir, node["key"]).with_suffix(".refused")
-    if refused.exists() and refused.read_text().startswith(spec.run_id + "\n"):
+    earlier = read_json(refused)
+    if earlier is not None and earlier.get("run_id") == spec.run_id:
         # This run's earlier attempt broke an invariant: that repeats, so do not recompute it.
-        raise InvariantError(refused.read_text().split("\n", 1)[1] + " (not retried)")
+        raise InvariantError(f"{earlier.get('reason')} (not retried)")
     progress = TrialProgress(spec, node, tune.get_context().get_trial_id())
 
     def on_epoch(row: dict[str, Any]) -> None:
@@ -140,7 +141,7 @@ def stage_trainable(config: dict[str, Any], spec: TrialSpec) -> None:
             provenance,
         )
     except InvariantError as e:
-        refused.write_text(f"{spec.run_id}\n{e}")  # read by a retry of this run (above)
+        write_json(refused, {"run_id": spec.run_id, "reason": str(e)})  # for a retry (above)
         progress.done()
         raise
     meta = read_meta(Path(result.artifact))
