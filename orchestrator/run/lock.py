@@ -94,3 +94,26 @@ def check_unlocked(workdir: Path, command: str = "senet submit") -> None:
     if Path(workdir).exists():
         with workdir_lock(workdir, command):
             pass
+
+
+def lock_holder(workdir: Path) -> tuple[bool, str]:
+    """(whether a run holds the workdir now, the lock file's text: the holder, or the last
+    one). Probed with a shared flock taken and dropped at once, so it sees holders on other
+    hosts where flock is coherent; it never writes the file."""
+    path = lock_path(workdir)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return False, ""
+    try:
+        text = os.pread(fd, 4096, 0).decode(errors="replace").strip()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True, text
+        except OSError:
+            return False, text  # no flock on this filesystem: unknown, shown as not held
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False, text
+    finally:
+        os.close(fd)

@@ -5,9 +5,7 @@ print, and the text fragments the live status line shares with them."""
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
-import os
 import re
 import time
 from collections.abc import Iterable
@@ -17,7 +15,7 @@ from typing import Any
 from orchestrator.errors import UserError
 from orchestrator.plan.plan import Node, build_plan
 from orchestrator.run.eta import Work, duration, estimate
-from orchestrator.run.lock import lock_path
+from orchestrator.run.lock import lock_holder
 from orchestrator.spec.sweep import Sweep
 from stages.artifacts import atomic_write_bytes, jsonable
 from stages.store import Store
@@ -151,29 +149,6 @@ def error_summary(text: str) -> str:
             found.append(line)
     text = " ".join(" ".join(found).split())
     return text if len(text) <= 300 else text[:299] + "…"
-
-
-def lock_holder(workdir: Path) -> tuple[bool, str]:
-    """(whether a run holds the workdir now, the lock file's text: the holder, or the last
-    one). Probed with a shared flock taken and dropped at once, so it sees holders on other
-    hosts where flock is coherent; it never writes the file."""
-    path = lock_path(workdir)
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return False, ""
-    try:
-        text = os.pread(fd, 4096, 0).decode(errors="replace").strip()
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True, text
-        except OSError:
-            return False, text  # no flock on this filesystem: unknown, shown as not held
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return False, text
-    finally:
-        os.close(fd)
 
 
 def has_local_run(workdir: Path) -> bool:
