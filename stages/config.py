@@ -66,6 +66,7 @@ class Stage2Config:
     snl_lambda: float = 1e-5  # snl: initial L1 weight on the alphas
     snl_growth: float = 1.1  # snl: lambda's factor after an epoch whose count did not fall
     snl_threshold: float = 0.01  # snl: a position counts as a ReLU while its alpha exceeds this
+    augment: bool = True  # the student trains on cropped/flipped images (see Stage3Config)
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=150, lr=0.05))
 
 
@@ -77,6 +78,10 @@ class Stage3Config:
     gamma: float = 0.1  # cross-entropy weight
     alpha: float = 0.9  # KL weight
     beta: float = 1000.0  # post-activation (attention transfer) weight
+    # Crops and flips of the training images, as the teacher had. A student with few ReLUs is
+    # nearly linear and cannot learn their invariance: on Fashion-MNIST at 1 % it reached
+    # 77 % test with them and 82 % without (README, Fidelity).
+    augment: bool = True
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=240, lr=0.01))
 
 

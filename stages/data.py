@@ -389,7 +389,8 @@ def _read_rgb64(path: Path) -> np.ndarray:
 class TensorLoader:
     """Batches a Split held on `device` with no per-sample Python transforms.
 
-    The uint8 split is moved once; each batch is gathered, augmented (train only), converted to
+    The uint8 split is moved once; each batch is gathered, augmented (train only, unless
+    `augment` is off), converted to
     float and normalised on the device. Shuffling and augmentation draw from the loader's own
     CPU generator, so the same `seed` gives the same batches on any device.
     """
@@ -403,6 +404,7 @@ class TensorLoader:
         device: torch.device | str = "cpu",
         seed: int = 0,
         drop_last: bool = False,
+        augment: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -410,8 +412,8 @@ class TensorLoader:
         self.x = split.x.to(self.device)
         self.y = split.y.to(self.device)
         self.batch_size, self.train, self.drop_last = batch_size, train, drop_last
-        self.crop_pad = bundle.crop_pad if train else 0
-        self.flip = bundle.flip and train
+        self.crop_pad = bundle.crop_pad if train and augment else 0
+        self.flip = bundle.flip and train and augment
         self.mean = torch.tensor(bundle.mean, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(bundle.std, device=self.device).view(1, -1, 1, 1)
         self.generator = torch.Generator().manual_seed(seed)

@@ -100,7 +100,7 @@ def run_stage2(
     meta1 = finished_meta(stage1_dir, 1)
     budgets = layer_budgets(cfg, meta1)  # a budget the model cannot meet fails before any data
     seed = int(meta1["seed"])
-    ctx = context(data_config(meta1), seed, cfg.optim.batch_size, device, timer)
+    ctx = context(data_config(meta1), seed, cfg.optim.batch_size, device, timer, cfg.augment)
     teacher = load_teacher(stage1_dir, meta1, ctx.device)
     student = build_from_meta(meta1, ctx.device)
     if cfg.init == "teacher" or cfg.method in RELAXED:

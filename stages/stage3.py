@@ -39,7 +39,9 @@ def run_stage3(
     timer = Timer()
     meta2 = finished_meta(stage2_dir, 2)
     meta1 = finished_meta(stage1_dir, 1)
-    ctx = context(data_config(meta1), int(meta1["seed"]), cfg.optim.batch_size, device, timer)
+    ctx = context(
+        data_config(meta1), int(meta1["seed"]), cfg.optim.batch_size, device, timer, cfg.augment
+    )
     teacher = load_teacher(stage1_dir, meta1, ctx.device)
     student = build_from_meta(meta1, ctx.device)
     student.load_state_dict(load_state(Path(stage2_dir) / WEIGHTS, ctx.device))

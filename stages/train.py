@@ -90,13 +90,20 @@ class Context:
     device: torch.device
     seed: int
     data: DataBundle
-    train: TensorLoader  # shuffled and augmented; its generator is checkpointed
+    train: TensorLoader  # shuffled and (unless told not to) augmented; generator checkpointed
     val: TensorLoader
     test: TensorLoader
     timer: Timer
 
 
-def context(data_cfg: DataConfig, seed: int, batch_size: int, device: str, timer: Timer) -> Context:
+def context(
+    data_cfg: DataConfig,
+    seed: int,
+    batch_size: int,
+    device: str,
+    timer: Timer,
+    augment: bool = True,
+) -> Context:
     """Seed, data on the device, loaders. The validation split is carved by `seed`, so a
     stage and its teacher always agree on which images are held out.
 
@@ -110,7 +117,7 @@ def context(data_cfg: DataConfig, seed: int, batch_size: int, device: str, timer
         dev,
         seed,
         data,
-        TensorLoader(data.train, data, batch_size, True, dev, seed, drop_last=lone),
+        TensorLoader(data.train, data, batch_size, True, dev, seed, lone, augment),
         TensorLoader(data.val, data, 512, train=False, device=dev),
         TensorLoader(data.test, data, 512, train=False, device=dev),
         timer,

@@ -11,12 +11,13 @@ import os
 
 import pytest
 
-if os.environ.get("PYTEST_XDIST_WORKER"):
-    # One torch thread per worker (and per process it starts; Ray trials set theirs from
-    # their CPU grant). Two workers of two threads each on two cores made OpenMP's
-    # spin-waiting threads fight: two stage tests took 300 s side by side, 47 s one after
-    # the other, 43 s side by side with one thread each. Set before torch is imported.
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+# One torch thread in the test process and every process it starts (Ray trials set theirs
+# from their CPU grant), serial or under xdist. Measured: two stage tests of two threads each
+# on two cores took 300 s side by side, 47 s one after the other, 43 s side by side with one
+# thread each; OpenMP's spin-waiting threads fight whatever else keeps the cores busy, so a
+# two-thread suite crawls on a loaded machine. The tests check behaviour, not speed, and
+# their data is tiny. Set before torch is imported.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.hookimpl(tryfirst=True)

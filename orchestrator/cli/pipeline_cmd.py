@@ -46,6 +46,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gamma", type=float, default=d3.gamma, help="stage-3 CE weight (0.1)")
     p.add_argument("--alpha", type=float, default=d3.alpha, help="stage-3 KL weight (0.9)")
     p.add_argument("--beta", type=float, default=d3.beta, help="stage-3 alignment weight (1000)")
+    p.add_argument(
+        "--no-augment",
+        action="store_true",
+        help="stages 2 and 3 train on the images as they are (no crops or flips)",
+    )
     p.add_argument("--workdir", default="runs/pipeline", help="artifact store (runs/pipeline)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
 
@@ -104,12 +109,14 @@ def configs(args: argparse.Namespace) -> tuple[Stage1Config, Stage2Config, Stage
         "method": args.method,
         "init": args.init,
         "tau": args.tau,
+        "augment": not args.no_augment,
     }
     stage["stage3"] |= {
         "tau": args.tau,
         "gamma": args.gamma,
         "alpha": args.alpha,
         "beta": args.beta,
+        "augment": not args.no_augment,
     }
     top: dict[str, Any] = {
         "name": "pipeline",

@@ -517,6 +517,14 @@ def test_train_without_augmentation_is_a_permutation_of_the_originals() -> None:
     assert torch.equal(x, b.train.x[ids].float() / 255)
 
 
+def test_augment_off_keeps_the_originals_of_a_dataset_that_crops_and_flips() -> None:
+    b = _plain(load_data("synthetic"), crop_pad=2, flip=True)
+    x, ids = _epoch(TensorLoader(b.train, b, 16, train=True, seed=1, augment=False))
+    assert torch.equal(x, b.train.x[ids].float() / 255)
+    augmented, ids = _epoch(TensorLoader(b.train, b, 16, train=True, seed=1))
+    assert not torch.equal(augmented, b.train.x[ids].float() / 255)
+
+
 def _crop(padded: torch.Tensor, dy: int, dx: int, flip: bool) -> torch.Tensor:
     """The reference: a per-sample slice of the padded image, then an optional flip."""
     crop = padded[:, dy : dy + 16, dx : dx + 16]

@@ -73,3 +73,16 @@ def test_relu_count_at_the_bound_is_quick(capsys: pytest.CaptureFixture[str]) ->
     assert time.perf_counter() - start < 30
     # resnet18 (CIFAR variant): 17 ReLU layers of 64..512 channels; 557056 ReLUs at 32 px
     assert capsys.readouterr().out.splitlines()[-1] == f"total {557_056 * 32 * 32}"
+
+
+@pytest.mark.parametrize(("flag", "augment"), [([], True), (["--no-augment"], False)])
+def test_no_augment_reaches_stages_2_and_3_only(flag: list[str], augment: bool) -> None:
+    import argparse
+
+    from orchestrator.cli.pipeline_cmd import add_arguments, configs
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    s1, s2, s3 = configs(p.parse_args(["--budget", "3000", *flag]))
+    assert (s2.augment, s3.augment) == (augment, augment)
+    assert not hasattr(s1, "augment")  # the teacher always trains on augmented images

@@ -39,6 +39,7 @@ CASES = [
     ('[stage2]\nce_weight = "half"\n', "[stage2] ce_weight", "must be a number (got 'half')"),
     ("[stage2]\nce_weight = 1.5\n", "[stage2] ce_weight", "must be in [0, 1] (got 1.5)"),
     ("[stage2]\ntau = true\n", "[stage2] tau", "must be a number (got True)"),
+    ("[stage3]\naugment = 0\n", "[stage3] augment", "(got 0)"),
     ("[stage1]\nmilestones = 5\n", "[stage1] milestones", "must be a list (got 5)"),
     ("[stage3]\nmilestones = [0.5, 2.0]\n", "[stage3] milestones", "must be in (0, 1] (got 2.0)"),
     ("[stage1]\nlr = [0.1, 0.2]\n", "[stage1] lr", "lists are not grid axes in [stage1]"),

@@ -113,6 +113,13 @@ def test_lists_are_grid_axes() -> None:
     assert len(sweep.stage2) == 2
 
 
+def test_augment_is_a_per_stage_switch_and_an_axis() -> None:
+    sweep = parse_sweep(_doc(stage2={"augment": False}, stage3={"augment": [True, False]}))
+    assert [c.augment for c in sweep.stage2] == [False]
+    assert sorted(c.augment for c in sweep.stage3) == [False, True]
+    assert parse_sweep(_doc()).stage3[0].augment  # the note's recipe: augmented
+
+
 def test_optim_keys_reach_the_optimiser_config() -> None:
     sweep = parse_sweep(_doc(stage3={"epochs": 7, "lr": 0.5, "milestones": [0.5]}))
     assert sweep.stage3[0].optim.epochs == 7
