@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import statistics
 import subprocess
 import sys
 import time
 import warnings
 from collections import defaultdict
-from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -74,7 +74,11 @@ def run_local(sweep: Sweep, workers: int, device: str) -> None:
     """Stage by stage over a process pool: the executor seam for a machine without Ray."""
     plan = build_plan(sweep)
     threads = 1 if workers > 1 else 2
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+    # A multiprocessing Pool, whose exit terminates its workers: a killed or interrupted
+    # bench must not leave them training on (ProcessPoolExecutor's workers outlive a SIGTERM
+    # of their parent and were seen finishing their stages as orphans).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with get_context("spawn").Pool(workers) as pool:
         for stage in (1, 2, 3):
             todo: list[Node] = [n for n in plan.stage(stage) if not plan.is_done(n)]
             t0 = time.perf_counter()
@@ -82,7 +86,7 @@ def run_local(sweep: Sweep, workers: int, device: str) -> None:
                 (n.to_dict(), sweep.name, str(plan.store), str(sweep.workdir), device, threads)
                 for n in todo
             ]
-            compute = sum(pool.map(_execute, jobs))
+            compute = sum(pool.map(_execute, jobs, chunksize=1))
             print(
                 f"stage {stage}: {len(todo)} executions, {time.perf_counter() - t0:.0f} s wall, "
                 f"{compute:.0f} s compute",
