@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from orchestrator.plan.plan import Node, build_plan  # noqa: E402
 from orchestrator.records.provenance import build_provenance  # noqa: E402
 from orchestrator.records.read import read_records  # noqa: E402
-from orchestrator.records.write import write_committed  # noqa: E402
+from orchestrator.records.write import reconcile_records, write_committed  # noqa: E402
 from orchestrator.spec.sweep import Sweep, load_sweep  # noqa: E402
 from stages.artifacts import read_meta  # noqa: E402
 from stages.data import load_data  # noqa: E402
@@ -155,6 +155,10 @@ def column(record: dict[str, Any]) -> str:
 
 
 def table(sweep: Sweep) -> str:
+    # Stages another sweep computed into the same store (its teacher, say) get this sweep's
+    # record first, as `senet run` does at its start and end; else the table misses them.
+    plan = build_plan(sweep)
+    reconcile_records(Path(sweep.workdir), sweep.name, Path(plan.store), plan.nodes.values())
     rows = read_records(sweep.workdir, sweep=sweep.name).to_pylist()
     done = [r for r in rows if r["status"] in ("completed", "reused")]
     teacher = [r["test_acc"] for r in done if r["stage"] == 1]
