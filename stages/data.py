@@ -390,9 +390,9 @@ class TensorLoader:
     """Batches a Split held on `device` with no per-sample Python transforms.
 
     The uint8 split is moved once; each batch is gathered, augmented (train only, unless
-    `augment` is off), converted to
-    float and normalised on the device. Shuffling and augmentation draw from the loader's own
-    CPU generator, so the same `seed` gives the same batches on any device.
+    `augment` is off), converted to float and normalised on the device. Shuffling and
+    augmentation draw from the loader's own CPU generator, so the same `seed` gives the same
+    batches on any device.
     """
 
     def __init__(
