@@ -33,7 +33,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from orchestrator.plan.plan import Node, build_plan  # noqa: E402
+from orchestrator.plan.plan import Node, Plan, build_plan  # noqa: E402
 from orchestrator.records.provenance import build_provenance  # noqa: E402
 from orchestrator.records.read import read_records  # noqa: E402
 from orchestrator.records.write import reconcile_records, write_committed  # noqa: E402
@@ -70,14 +70,12 @@ def _execute(job: tuple[dict[str, Any], str, str, str, str, int]) -> float:
     return float(meta["wall_s"])
 
 
-def run_local(sweep: Sweep, workers: int, device: str) -> None:
-    """Stage by stage over a process pool: the executor seam for a machine without Ray."""
-    plan = build_plan(sweep)
+def run_local(sweep: Sweep, plan: Plan, workers: int, device: str) -> None:
+    """Stage by stage over a process pool: the executor seam for a machine without Ray.
+    A multiprocessing Pool, whose exit terminates its workers: a killed or interrupted bench
+    must not leave them training on (ProcessPoolExecutor's workers outlive a SIGTERM of their
+    parent and were seen finishing their stages as orphans; main turns SIGTERM into an exit)."""
     threads = 1 if workers > 1 else 2
-    # A multiprocessing Pool, whose exit terminates its workers: a killed or interrupted
-    # bench must not leave them training on (ProcessPoolExecutor's workers outlive a SIGTERM
-    # of their parent and were seen finishing their stages as orphans).
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with get_context("spawn").Pool(workers) as pool:
         for stage in (1, 2, 3):
             todo: list[Node] = [n for n in plan.stage(stage) if not plan.is_done(n)]
@@ -154,10 +152,9 @@ def column(record: dict[str, Any]) -> str:
     return f"{record['method']} {record['allocation']}"
 
 
-def table(sweep: Sweep) -> str:
+def table(sweep: Sweep, plan: Plan) -> str:
     # Stages another sweep computed into the same store (its teacher, say) get this sweep's
     # record first, as `senet run` does at its start and end; else the table misses them.
-    plan = build_plan(sweep)
     reconcile_records(Path(sweep.workdir), sweep.name, Path(plan.store), plan.nodes.values())
     rows = read_records(sweep.workdir, sweep=sweep.name).to_pylist()
     done = [r for r in rows if r["status"] in ("completed", "reused")]
@@ -202,10 +199,12 @@ def main() -> int:
     ap.add_argument("--run-only", action="store_true", help="run the stages, print no table")
     args = ap.parse_args()
     sweep = load_sweep(args.sweep, args.workdir)
+    plan = build_plan(sweep)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so a Pool's exit stops its workers
     t0 = time.perf_counter()
     if not args.table_only:
         if args.workers:
-            run_local(sweep, args.workers, args.device)
+            run_local(sweep, plan, args.workers, args.device)
         else:
             cmd = [sys.executable, "-m", "orchestrator.cli", "run", str(args.sweep)]
             cmd += ["--device", args.device] + (
@@ -213,7 +212,7 @@ def main() -> int:
             )
             subprocess.run(cmd, check=False, cwd=ROOT)
     if not args.run_only:
-        print(table(sweep))
+        print(table(sweep, plan))
     print(f"({time.perf_counter() - t0:.0f} s)")
     return 0
 
