@@ -8,6 +8,11 @@ What every trial of one `senet run` shares (the CLI's options among it) travels 
 TrialSpec, handed to the trainable by `tune.with_parameters`; the Tune config of a trial holds
 only what differs per trial (orchestrator.plan.dag.trial_config): its plan node and the node's
 provenance extras (the Optuna trial).
+
+Its module imports nothing heavy (no torch, no plan): a new trial actor imports this module
+before Tune counts it as started, and with reuse_actors Tune hands a finished trial's actor to
+a staged trial in place of one still starting. An actor whose start outlasts a stage therefore
+never starts, and a sweep of short stages runs one trial at a time (bench/scale.py, README).
 """
 
 from __future__ import annotations
@@ -20,9 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.plan.dag import config_extras, config_node
 from orchestrator.records.provenance import build_provenance
-from orchestrator.run.status import progress_path, read_json, write_json
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class TrialProgress:
     after every epoch, removed once the stage commits."""
 
     def __init__(self, spec: TrialSpec, node: dict[str, Any], trial_id: str | None) -> None:
+        from orchestrator.run.status import progress_path
+
         self.path = progress_path(spec.workdir, node["key"])
         self.tick = time.monotonic()
         self.measured = [0, 0.0]  # epochs timed in this process, their seconds
@@ -82,6 +87,8 @@ class TrialProgress:
         self.path.unlink(missing_ok=True)
 
     def _write(self) -> None:
+        from orchestrator.run.status import write_json
+
         write_json(self.path, {**self.data, "measured": self.measured, "updated": time.time()})
 
 
@@ -98,7 +105,9 @@ def stage_trainable(config: dict[str, Any], spec: TrialSpec) -> None:
     import torch
     from ray import tune
 
+    from orchestrator.plan.dag import config_extras, config_node
     from orchestrator.records.write import write_committed
+    from orchestrator.run.status import progress_path, read_json, write_json
     from orchestrator.search.asha import ASHA_METRIC
     from stages.artifacts import read_meta
     from stages.config import config_from_dict

@@ -52,3 +52,17 @@ def test_the_spec_is_frozen() -> None:
     spec = _spec()
     with pytest.raises(AttributeError):
         spec.device = "cuda"  # type: ignore[misc]
+
+
+def test_the_trial_module_imports_neither_torch_nor_the_plan() -> None:
+    """A new trial actor imports this module before it counts as started; torch's seconds there
+    would let a short stage's actor lose its start (orchestrator.plan.start_order)."""
+    import subprocess
+    import sys
+
+    code = "import sys, orchestrator.run.trial; print(sorted({'torch', 'orchestrator.plan.plan'} & set(sys.modules)))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True,
+        cwd=Path(__file__).resolve().parents[3],
+    )  # fmt: skip
+    assert out.stdout.strip() == "[]"
