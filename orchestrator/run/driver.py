@@ -163,6 +163,7 @@ def _run_sweep(
     from ray import tune
 
     from orchestrator.plan.dag import DagSearcher
+    from orchestrator.plan.start_order import NewestPendingFirst
     from orchestrator.run.callbacks import FailureRecorder, Progress, StatusTicker, StoppedRecorder
     from orchestrator.run.trial import TrialSpec, stage_trainable
 
@@ -237,7 +238,7 @@ def _run_sweep(
             cpus=res.cpus,
             device=device,  # each trial's through TrialSpec.trial_device, by what Ray gave it
         )
-        scheduler = None
+        scheduler: Any = NewestPendingFirst()
         if source is not None and optuna is not None:
             from orchestrator.search.asha import PerBudgetASHA
 

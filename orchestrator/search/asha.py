@@ -8,18 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler, TrialScheduler
+from ray.tune.schedulers import AsyncHyperBandScheduler, TrialScheduler
 
 from orchestrator.plan.dag import config_node
+from orchestrator.plan.start_order import NewestPendingFirst
 
 # Stage 3 also reports its per-epoch validation accuracy under this name, so ASHA sees only
 # stage-3 trials (stages 1 and 2 report val_acc and must never be stopped early).
 ASHA_METRIC = "stage3_val_acc"
 
 
-class PerBudgetASHA(FIFOScheduler):
+class PerBudgetASHA(NewestPendingFirst):
     """ASHA on stage-3 trials, one instance per budget: accuracies of different budgets are not
-    comparable, so a low-budget trial is only ever stopped for losing to its own budget."""
+    comparable, so a low-budget trial is only ever stopped for losing to its own budget. Which
+    trial starts next is NewestPendingFirst's choice, as without ASHA."""
 
     def __init__(self, max_t: int, grace_period: int, reduction_factor: int) -> None:
         super().__init__()
