@@ -10,6 +10,10 @@ Two parts:
              execution (trial wall - stage compute), scheduler ms per trial (time inside the
              searcher's suggest + on_trial_complete), driver memory growth per execution (RSS),
              and wall / ideal, ideal = sum of stage compute / concurrency.
+  tune       the floor under `sweep`: Ray Tune alone, on a fresh local Ray, over N trials of
+             a function trainable that only sleeps `--sleep` seconds (the stage's compute),
+             with the sweep's concurrency (2) and actor reuse, from a minimal Searcher. What
+             Tune costs per trial on this machine, before any of senet's own work.
 Targets: scheduler cost flat in N; wall / ideal <= 1.2x at 2,000 executions; driver memory
 growth under 10 KB per execution.
 """
@@ -17,6 +21,7 @@ growth under 10 KB per execution.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -143,6 +148,7 @@ def sweep_part(n: int, inside: list[float], trace: bool = False) -> None:
         started: dict[str, float] = {}
         finished: dict[str, float] = {}
         memory: list[int] = []
+        workers: set[int] = set()  # the trial actors' processes that ran a stage
 
         snapshots: list[Any] = []
 
@@ -150,6 +156,7 @@ def sweep_part(n: int, inside: list[float], trace: bool = False) -> None:
             # wall-clock time, to compare with the stage's own started_at / finished_at
             (started if event == "started" else finished)[node.key] = time.time()
             if event == "done":
+                workers.add(int((_result or {}).get("pid", 0)))
                 memory.append(rss())
                 if trace and len(memory) in (min(10, n // 4), n):
                     snapshots.append(tracemalloc.take_snapshot())
@@ -185,7 +192,10 @@ def sweep_part(n: int, inside: list[float], trace: bool = False) -> None:
     busy = sum(compute) / span  # stages computing at once, on average
     warm = min(10, len(memory) // 4)  # after Ray's and torch's first imports
     growth = (memory[-1] - memory[warm]) / max(1, len(memory) - 1 - warm)
-    print(f"executions: {len(rows)}, concurrency {sweep.resources.max_concurrent}")
+    print(
+        f"executions: {len(rows)}, concurrency {sweep.resources.max_concurrent}, "
+        f"in {len(workers)} trial worker processes"
+    )
     print(f"median stage compute:          {statistics.median(compute):7.2f} s")
     print(f"median overhead per execution: {statistics.median(overhead):7.2f} s")
     print(f"mean overhead per execution:   {statistics.mean(overhead):7.2f} s")
@@ -201,9 +211,80 @@ def sweep_part(n: int, inside: list[float], trace: bool = False) -> None:
     print(f"wall / ideal:                  {wall / ideal:7.2f}x (trials only {span / ideal:.2f}x)")
 
 
+def sleeper(config: dict[str, Any]) -> None:
+    from ray import tune
+
+    start = time.time()
+    time.sleep(config["sleep"])
+    tune.report({"started_at": start, "finished_at": time.time(), "pid": os.getpid()})
+
+
+def tune_part(n: int, sleep: float, concurrency: int = 2) -> None:
+    """Tune's own per-trial cost: the sweep part's shape with nothing of senet's in it."""
+    import ray
+    from ray import tune
+    from ray.tune.search import Searcher
+
+    suggested: dict[str, float] = {}
+    completed: dict[str, dict[str, Any]] = {}
+
+    class Plain(Searcher):
+        def __init__(self) -> None:
+            super().__init__(metric="finished_at", mode="max")
+            self.left = n
+
+        def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+            if self.left == 0:
+                return Searcher.FINISHED
+            self.left -= 1
+            suggested[trial_id] = time.time()
+            return {"sleep": sleep}
+
+        def on_trial_complete(self, trial_id: str, result: Any = None, error: bool = False) -> None:
+            completed[trial_id] = {**(result or {}), "done": time.time()}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
+                 log_to_driver=False, logging_level="ERROR")  # fmt: skip
+        try:
+            tune.Tuner(
+                tune.with_resources(sleeper, {"cpu": 1}),
+                tune_config=tune.TuneConfig(
+                    search_alg=Plain(),
+                    num_samples=-1,
+                    max_concurrent_trials=concurrency,
+                    reuse_actors=True,
+                ),  # fmt: skip
+                run_config=tune.RunConfig(storage_path=tmp, verbose=0),
+            ).fit()
+        finally:
+            ray.shutdown()
+        wall = time.perf_counter() - t0
+    rows = [(suggested[t], r) for t, r in completed.items() if "started_at" in r]
+    span = max(r["done"] for _, r in rows) - min(s for s, _ in rows)
+    ideal = len(rows) * sleep / concurrency
+    pids = len({r["pid"] for _, r in rows})
+    # a slot's idle time: from a trial's completion to the next suggestion after it
+    starts = sorted(suggested.values())
+    idle = [next((t for t in starts if t >= r["done"]), r["done"]) - r["done"] for _, r in rows]
+    print(
+        f"trials: {len(rows)} of {sleep:.2f} s, concurrency {concurrency}, {pids} worker processes"
+    )
+    print(
+        f"median overhead per trial:     {statistics.median(r['done'] - s - sleep for s, r in rows):7.2f} s"
+    )
+    print(f"  of it, median: suggested -> start {statistics.median(r['started_at'] - s for s, r in rows):.2f} s, "
+          f"end -> complete {statistics.median(r['done'] - r['finished_at'] for _, r in rows):.2f} s")  # fmt: skip
+    print(f"median completion -> next suggestion: {statistics.median(idle):.2f} s")
+    print(f"wall (incl. Ray start):        {wall:7.1f} s; trials first to last {span:.1f} s")
+    print(f"wall / ideal:                  {wall / ideal:7.2f}x (trials only {span / ideal:.2f}x)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--part", choices=("scheduler", "sweep", "both"), default="both")
+    ap.add_argument("--part", choices=("scheduler", "sweep", "tune", "both"), default="both")
+    ap.add_argument("--sleep", type=float, default=0.45, help="tune: seconds per trial")
     ap.add_argument("-n", type=int, nargs="+", default=[100, 1000, 2000], help="sweep sizes")
     ap.add_argument(
         "--trace-memory",
@@ -219,6 +300,10 @@ def main() -> int:
             print(f"--- sweep of {n} executions")
             inside[0] = 0.0
             sweep_part(n, inside, args.trace_memory)
+    if args.part == "tune":
+        for n in args.n:
+            print(f"--- Tune alone, {n} trials")
+            tune_part(n, args.sleep)
     return 0
 
 
