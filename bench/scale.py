@@ -227,6 +227,7 @@ def tune_part(n: int, sleep: float, concurrency: int = 2) -> None:
 
     suggested: dict[str, float] = {}
     completed: dict[str, dict[str, Any]] = {}
+    memory: list[int] = []
 
     class Plain(Searcher):
         def __init__(self) -> None:
@@ -242,6 +243,7 @@ def tune_part(n: int, sleep: float, concurrency: int = 2) -> None:
 
         def on_trial_complete(self, trial_id: str, result: Any = None, error: bool = False) -> None:
             completed[trial_id] = {**(result or {}), "done": time.time()}
+            memory.append(rss())
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -276,7 +278,10 @@ def tune_part(n: int, sleep: float, concurrency: int = 2) -> None:
     )
     print(f"  of it, median: suggested -> start {statistics.median(r['started_at'] - s for s, r in rows):.2f} s, "
           f"end -> complete {statistics.median(r['done'] - r['finished_at'] for _, r in rows):.2f} s")  # fmt: skip
+    warm = min(10, len(memory) // 4)
+    growth = (memory[-1] - memory[warm]) / max(1, len(memory) - 1 - warm)
     print(f"median completion -> next suggestion: {statistics.median(idle):.2f} s")
+    print(f"driver RSS growth:             {growth / 1024:7.1f} KB per trial")
     print(f"wall (incl. Ray start):        {wall:7.1f} s; trials first to last {span:.1f} s")
     print(f"wall / ideal:                  {wall / ideal:7.2f}x (trials only {span / ideal:.2f}x)")
 
