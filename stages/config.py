@@ -53,8 +53,9 @@ class Stage2Config:
     budget: int = 50_000  # 0 is the linearised network (no ReLU at all): a floor to compare
     allocation: str = "sensitivity"  # sensitivity | uniform | proportional (SNL: global)
     granularity: str = "pixel"  # pixel | channel
-    # activation-ema: top-k of |a_T - a_S| accumulated across epochs (settles);
-    # activation: the note's per-epoch top-k (oscillates); scores: trainable, STE; snl: SNL
+    # activation-ema: top-k of |a_T - x_S| accumulated across epochs (settles); taylor-ema:
+    # the same on g * min(x_S, 0); activation: the note's per-epoch top-k (oscillates);
+    # scores: trainable, STE; snl: SNL; alpha: SNL's relaxation within the r_l
     method: str = "activation-ema"
     init: str = "random"  # random | teacher: the student's starting weights (SNL: teacher)
     tau: float = 4.0

@@ -73,12 +73,16 @@ class EpochSearch:
 
 
 class AnnealedSearch:
-    """activation-ema: the student is linearised gradually, a few positions at a time.
+    """activation-ema and taylor-ema: the student is linearised gradually, a few positions at
+    a time.
 
-    Every step adds the batch's |a_T - x_S| (the teacher's post-activation against the
-    student's pre-activation: what the output would be if the position were linear, so a
-    kept position scores the damage its ReLU prevents) to a running average with momentum
-    `score_momentum` per epoch. About UPDATES times over the search the mask is reset to the
+    Every step adds the batch's score of each position to a running average with momentum
+    `score_momentum` per epoch. activation-ema's score is |a_T - x_S| (the teacher's
+    post-activation against the student's pre-activation: what the output would be if the
+    position were linear, so a kept position scores the damage its ReLU prevents);
+    taylor-ema's is the first-order change of the loss if the position were linear,
+    g * min(x_S, 0), g the loss gradient at the layer's output (signed, so a ReLU the loss
+    would rather lose scores below zero). About UPDATES times over the search the mask is reset to the
     top-k of those scores, k falling from all ReLUs to r_l (cubic: fast first, gently last, as
     gradual pruning); the last `freeze` of the epochs train with the mask fixed. Per-step
     updates matter on short schedules: a per-epoch anneal drops over half the ReLUs at once.
@@ -101,14 +105,38 @@ class AnnealedSearch:
         self.score = {n: torch.zeros_like(m.mask) for n, m in mods.items()}
         self.steps = 0
         self.epoch_start = _masks(mods)
+        self.taylor = cfg.method == "taylor-ema"
+        if self.taylor:
+            for n, m in mods.items():
+                m.register_forward_hook(self._taylor_hook(n))
+
+    def _taylor_hook(self, n: str) -> Any:
+        """taylor-ema's score, gathered as the loss's gradient g reaches the layer's output:
+        linearising a position changes its output by x - relu(x) = min(x, 0), so the loss by
+        g * min(x, 0) to first order; the batch's mean goes into the running score."""
+
+        def forward(_m: Any, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+            if not out.requires_grad or self.steps >= self.search_steps:
+                return
+            x = inputs[0].detach()
+
+            def backward(g: torch.Tensor) -> None:
+                with torch.no_grad():
+                    batch = (g.float() * x.float().clamp(max=0)).mean(dim=0)
+                    self.score[n].mul_(self.momentum).add_(batch, alpha=1.0 - self.momentum)
+
+            out.register_hook(backward)
+
+        return forward
 
     @torch.no_grad()
     def observe(self, acts_t: Acts, acts_s: Acts, pre_s: Acts) -> None:
         if self.steps >= self.search_steps:
             return
-        for n, score in self.score.items():
-            batch = (acts_t[n].float() - pre_s[n].float()).abs().mean(dim=0)
-            score.mul_(self.momentum).add_(batch, alpha=1.0 - self.momentum)
+        if not self.taylor:  # taylor-ema's scores come from the backward pass (_taylor_hook)
+            for n, score in self.score.items():
+                batch = (acts_t[n].float() - pre_s[n].float()).abs().mean(dim=0)
+                score.mul_(self.momentum).add_(batch, alpha=1.0 - self.momentum)
         self.steps += 1
         if self.steps % self.every == 0 or self.steps == self.search_steps:
             left = 1.0 - self.steps / self.search_steps

@@ -86,6 +86,45 @@ def test_annealed_search_linearises_a_few_positions_at_a_time_by_the_damage_they
     assert layer.mask.view(-1).nonzero().view(-1).tolist() == [0, 1, 2]  # the most negative
 
 
+def test_taylor_search_keeps_the_relus_whose_linearisation_would_cost_the_loss_most() -> None:
+    """taylor-ema's score is gathered in the backward pass: the batch mean of g * min(x, 0),
+    the first-order loss change of linearising each position (g: the loss gradient at the
+    layer's output). Signed: a position whose ReLU the loss would rather lose ranks last,
+    however large its change; evaluation passes (no gradient) leave it alone."""
+    layer = PartialReLU()
+    layer.set_mask(torch.ones(1, 2, 4))
+    cfg = Stage2Config(budget=2, method="taylor-ema", optim=OptimConfig(epochs=4))
+    search = AnnealedSearch(cfg, {"l": layer}, {"l": 2}, steps_per_epoch=5)
+    x = torch.tensor([[-1.0, -2.0, -3.0, -4.0, 1.0, -0.1, -8.0, -0.5]]).view(1, 1, 2, 4)
+    x = torch.cat([x, 3 * x])  # a batch of two: the score is their mean
+    g = torch.tensor([1.0, 1.0, 1.0, 1.0, 5.0, 5.0, -1.0, 9.0]).view(1, 1, 2, 4)
+    with torch.no_grad():
+        layer(x)  # an evaluation pass: nothing to gather
+    assert search.score["l"].abs().sum() == 0
+    for step in range(search.search_steps):
+        inp = x.clone().requires_grad_()
+        out = layer(inp)
+        search.observe({}, {}, {})
+        (g * out).sum().backward()  # dL/d(out) = g for both images
+        if step == 0:
+            first = (1 - search.momentum) * (g * x.clamp(max=0)).mean(0)
+            assert torch.allclose(search.score["l"], first)
+    # mean of g * min(x, 0) over the two images: -2, -4, -6, -8, 0, -1, 16, -9. Kept: x = -8
+    # with g = -1 (linearising lowers its output, which raises the loss) and x > 0 (no change);
+    # x = -0.5 with g = 9 goes, although it moves the loss most (by -9: the loss would fall).
+    assert layer.mask.view(-1).nonzero().view(-1).tolist() == [4, 6]
+
+
+def test_taylor_search_keeps_every_layer_budget_and_settles(teacher: Path, tmp_path: Path) -> None:
+    cfg = Stage2Config(budget=1500, method="taylor-ema", init="teacher", optim=_optim(4))
+    rows: list[dict] = []
+    run_stage2(cfg, teacher, tmp_path, "k", rows.append, device="cpu")
+    meta = read_meta(tmp_path)
+    assert meta is not None and meta["relu_count"] == 1500
+    assert meta["relu_per_layer"] == list(meta["layer_budgets"].values())
+    assert [r["mask_relus"] for r in rows][-1] == 1500 and rows[-1]["hamming"] == 0.0
+
+
 def test_snl_spends_one_global_budget_exactly(teacher: Path, tmp_path: Path) -> None:
     budget = 701
     cfg = canonical(
