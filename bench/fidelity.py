@@ -1,8 +1,8 @@
 """The fidelity table: does SENet beat what it exists to beat, on real images?
 
 Runs sweeps/fidelity-fashion-mnist.toml (ResNet-20 on Fashion-MNIST; budgets 1, 2, 5, 10 % of
-its ReLUs; sensitivity / uniform / proportional allocation with the activation search, and
-SNL; 3 seeds) through the sweep machinery, then prints, per budget and method, the mean and
+its ReLUs; sensitivity / uniform / proportional allocation with the default mask search and
+the earlier activation-ema, and SNL; 3 seeds) through the sweep machinery, then prints, per budget and method, the mean and
 spread of stage-3 test accuracy next to:
 - the ceiling: the all-ReLU teacher (stage 1);
 - floor 1: the same network with zero ReLUs (budget 0, the linearised network), same recipe;
@@ -39,6 +39,7 @@ from orchestrator.records.read import read_records  # noqa: E402
 from orchestrator.records.write import reconcile_records, write_committed  # noqa: E402
 from orchestrator.spec.sweep import Sweep, load_sweep  # noqa: E402
 from stages.artifacts import read_meta  # noqa: E402
+from stages.config import Stage2Config  # noqa: E402
 from stages.data import load_data  # noqa: E402
 
 SWEEP = ROOT / "sweeps" / "fidelity-fashion-mnist.toml"
@@ -147,7 +148,7 @@ def column(record: dict[str, Any]) -> str:
     `<method> <allocation>` for any other search (e.g. `alpha sensitivity`)."""
     if record["method"] == "snl":
         return "snl"
-    if record["method"] in (None, "activation-ema") or record["budget"] == 0:
+    if record["method"] in (None, Stage2Config().method) or record["budget"] == 0:
         return record["allocation"]
     return f"{record['method']} {record['allocation']}"
 

@@ -53,15 +53,15 @@ class Stage2Config:
     budget: int = 50_000  # 0 is the linearised network (no ReLU at all): a floor to compare
     allocation: str = "sensitivity"  # sensitivity | uniform | proportional (SNL: global)
     granularity: str = "pixel"  # pixel | channel
-    # activation-ema: top-k of |a_T - x_S| accumulated across epochs (settles); taylor-ema:
-    # the same on g * min(x_S, 0); activation: the note's per-epoch top-k (oscillates);
-    # scores: trainable, STE; snl: SNL; alpha: SNL's relaxation within the r_l
-    method: str = "activation-ema"
+    # taylor-ema: top-k of g * min(x_S, 0) accumulated across steps, annealed (settles);
+    # activation-ema: the same on |a_T - x_S|; activation: the note's per-epoch top-k
+    # (oscillates); scores: trainable, STE; snl: SNL; alpha: SNL's relaxation within the r_l
+    method: str = "taylor-ema"
     init: str = "random"  # random | teacher: the student's starting weights (SNL: teacher)
     tau: float = 4.0
     ce_weight: float = 0.5  # loss = ce_weight * CE + (1 - ce_weight) * KD_tau
-    score_momentum: float = 0.9  # activation-ema: running score's momentum per epoch of steps
-    freeze: float = 0.25  # activation-ema: last fraction of epochs trained with the mask fixed
+    score_momentum: float = 0.9  # *-ema: the running score's momentum per epoch of steps
+    freeze: float = 0.25  # *-ema: last fraction of epochs trained with the mask fixed
     snl_lr: float = 1e-3  # snl: Adam learning rate of the weights
     snl_alpha_lr: float = 1e-3  # snl: Adam learning rate of the alphas
     snl_lambda: float = 1e-5  # snl: initial L1 weight on the alphas

@@ -2,14 +2,14 @@
 
 A partial-ReLU student trains against the frozen AR teacher on
 ce_weight * CE + (1 - ce_weight) * KD_tau while a search decides its masks:
-- `activation-ema` (default, stages/search.py): linearise the student gradually, resetting
-  every layer's mask about 50 times over the search to the top-k of a running average of
-  |a_T - x_S| (teacher post-activation against the student's pre-activation, so a kept
-  position scores the damage its ReLU prevents), k annealed from all ReLUs down to r_l; for
-  the last `freeze` of the epochs the mask stays fixed while the weights adapt.
-- `taylor-ema`: the same anneal on another score, the first-order loss change of linearising
-  a position, g * min(x_S, 0) (g: the loss gradient at the layer's output); it chose better
-  positions than |a_T - x_S| on Fashion-MNIST (README, Fidelity).
+- `taylor-ema` (default, stages/search.py): linearise the student gradually, resetting every
+  layer's mask about 50 times over the search to the top-k of a running average of
+  g * min(x_S, 0), the first-order loss change of linearising a position (g: the loss
+  gradient at the layer's output), k annealed from all ReLUs down to r_l; for the last
+  `freeze` of the epochs the mask stays fixed while the weights adapt.
+- `activation-ema`: the same anneal on |a_T - x_S| (teacher post-activation against the
+  student's pre-activation, so a kept position scores the damage its ReLU prevents); it chose
+  worse positions than taylor-ema on Fashion-MNIST (README, Fidelity).
 - `activation`: the method note's per-epoch top-r_l of sum |a_T - a_S| (post-activations),
   kept as a named variant.
 - `scores`: trainable real-valued scores per position, top-r_l with a straight-through gradient.
@@ -36,7 +36,7 @@ from .snl import SNLSearch
 from .stage1 import build_from_meta, data_config, finished_meta, load_teacher
 from .train import EpochCallback, Timer, commit, context, fit
 
-METHODS = ("activation-ema", "activation", "scores", "snl", "alpha", "taylor-ema")
+METHODS = ("taylor-ema", "activation-ema", "activation", "scores", "snl", "alpha")
 RELAXED = ("snl", "alpha")  # SNL's L1-relaxed alphas: from the teacher's weights, Adam
 INITS = ("random", "teacher")
 GLOBAL = "global"  # SNL's allocation: one budget over all layers

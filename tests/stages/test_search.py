@@ -1,4 +1,4 @@
-"""stages.stage2's mask searches beyond exact counts: the default search settles, SNL spends one
+"""stages.stage2's mask searches beyond exact counts: the annealed searches settle, SNL spends one
 global budget exactly, budget 0 is the linearised network, and equal work shares one key."""
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _model(folder: Path, teacher: Path) -> torch.nn.Module:
     return model
 
 
-def test_default_search_anneals_then_settles_where_the_per_epoch_search_keeps_flipping(
+def test_annealed_search_settles_where_the_per_epoch_search_keeps_flipping(
     teacher: Path, tmp_path: Path
 ) -> None:
     runs = {}
@@ -52,7 +52,7 @@ def test_default_search_anneals_then_settles_where_the_per_epoch_search_keeps_fl
         runs[method] = rows
     ema, per_epoch = runs["activation-ema"], runs["activation"]
     assert len(ema) == len(per_epoch) == 8
-    # The default linearises step by step: the kept count falls every search epoch and
+    # The annealed search linearises step by step: the kept count falls every search epoch and
     # reaches the budget at the last one (6 of 8: the last quarter keeps the mask fixed).
     kept = [r["mask_relus"] for r in ema]
     assert all(a > b for a, b in zip(kept[:6], kept[1:6])) and kept[5:] == [1500] * 3
@@ -66,7 +66,7 @@ def test_default_search_anneals_then_settles_where_the_per_epoch_search_keeps_fl
 
 
 def test_annealed_search_linearises_a_few_positions_at_a_time_by_the_damage_they_prevent() -> None:
-    """The default's rule on its own: the kept count falls in many small steps within the
+    """activation-ema's rule on its own: the kept count falls in many small steps within the
     search, never rises, and lands on r_l at its last step; the score of a position is what
     linearising it would change (|relu(x_T) - x_S|), so a position whose pre-activation is
     strongly negative keeps its ReLU even while kept, where |a_T - a_S| would be 0."""

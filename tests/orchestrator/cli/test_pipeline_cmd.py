@@ -24,7 +24,10 @@ from orchestrator.cli.main import main
         (["--batch-size", "0"], "--batch-size: must be >= 1 (got 0)"),
         (["--limit", "0"], "--limit: must be >= 1 (got 0)"),
         (["--seed", "-3"], "--seed: must be >= 0 (got -3)"),
-        (["--method", "magic"], "--method: must be one of: activation-ema, activation, "),
+        (
+            ["--method", "magic"],
+            "--method: must be one of: taylor-ema, activation-ema, activation, ",
+        ),
         (["--pruning", "random"], "--pruning: must be one of: oneshot, iterative (got 'random')"),
         (["--budget", "x"], "--budget: must be a number (got 'x')"),
         (["--budget", "1.0"], "--budget: budget 1.0 is ambiguous"),

@@ -32,7 +32,7 @@ def test_plan_gives_equal_work_one_node() -> None:
         (n.config.budget, n.labels["method"], n.labels["allocation"]) for n in plan.stage(2)
     )
     assert got == [
-        (0, "activation-ema", "uniform"),
+        (0, "taylor-ema", "uniform"),  # budget 0: the default search, no mask to search
         (1000, "activation-ema", "proportional"),
         (1000, "activation-ema", "sensitivity"),
         (1000, "activation-ema", "uniform"),

@@ -197,7 +197,7 @@ def test_snl_and_budget_zero_run_in_a_grid_sweep_and_are_recorded(tmp_path: Path
             (r["budget"], r["method"], r["allocation"], r["relu_count"]) for r in records[stage]
         )
         assert got == [
-            (0, "activation-ema", "uniform", 0),
+            (0, "taylor-ema", "uniform", 0),  # budget 0: the default search
             (3000, "activation-ema", "sensitivity", 3000),
             (3000, "activation-ema", "uniform", 3000),
             (3000, "snl", "global", 3000),

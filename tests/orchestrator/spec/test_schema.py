@@ -43,7 +43,11 @@ CASES = [
     ("[stage1]\nmilestones = 5\n", "[stage1] milestones", "must be a list (got 5)"),
     ("[stage3]\nmilestones = [0.5, 2.0]\n", "[stage3] milestones", "must be in (0, 1] (got 2.0)"),
     ("[stage1]\nlr = [0.1, 0.2]\n", "[stage1] lr", "lists are not grid axes in [stage1]"),
-    ('[stage2]\nmethod = "magic"\n', "[stage2] method", "must be one of: activation-ema"),
+    (
+        '[stage2]\nmethod = "magic"\n',
+        "[stage2] method",
+        "must be one of: taylor-ema, activation-ema",
+    ),
     ('[stage2]\nallocation = "global"\n', "[stage2] allocation", "only with method snl"),
     ('[resources]\ncpus = "x"\n', "[resources] cpus", "must be a number (got 'x')"),
     ('[resources]\nretries = "x"\n', "[resources] retries", "must be an integer (got 'x')"),

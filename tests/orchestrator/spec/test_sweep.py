@@ -36,7 +36,10 @@ def _doc(**sections: dict) -> dict:
             "[sweep] budgets: budget 1000000000 exceeds the model's 11776 ReLUs",
         ),
         ({"sweep": {"budgets": [-1]}}, "[sweep] budgets: budget -1 is below 0 ReLUs"),
-        ({"stage2": {"method": "magic"}}, "[stage2] method: must be one of: activation-ema, "),
+        (
+            {"stage2": {"method": "magic"}},
+            "[stage2] method: must be one of: taylor-ema, activation-ema, ",
+        ),
         (
             {"stage2": {"method": "snl", "granularity": "channel"}},
             "[stage2] granularity: snl searches one alpha per position",
