@@ -61,6 +61,17 @@ def with_partial_masks(model: nn.Module, keep: float, seed: int = 0) -> nn.Modul
     return out
 
 
+def sgd_step(
+    model: nn.Module, opt: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> None:
+    """One training step as the stages take it: autocast on CUDA, zero_grad(set_to_none)."""
+    with autocast(x.device):
+        loss = F.cross_entropy(model(x).float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+
+
 def step_timer(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int
 ) -> Callable[[], float]:
@@ -74,11 +85,7 @@ def step_timer(
         sync(device)
         t0 = time.perf_counter()
         for _ in range(steps):
-            with autocast(device):
-                loss = F.cross_entropy(model(x).float(), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            sgd_step(model, opt, x, y)
         sync(device)
         return (time.perf_counter() - t0) / steps
 
