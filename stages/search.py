@@ -73,19 +73,19 @@ class EpochSearch:
 
 
 class AnnealedSearch:
-    """activation-ema and taylor-ema: the student is linearised gradually, a few positions at
+    """taylor-ema and activation-ema: the student is linearised gradually, a few positions at
     a time.
 
     Every step adds the batch's score of each position to a running average with momentum
-    `score_momentum` per epoch. activation-ema's score is |a_T - x_S| (the teacher's
-    post-activation against the student's pre-activation: what the output would be if the
-    position were linear, so a kept position scores the damage its ReLU prevents);
-    taylor-ema's is the first-order change of the loss if the position were linear,
-    g * min(x_S, 0), g the loss gradient at the layer's output (signed, so a ReLU the loss
-    would rather lose scores below zero). About UPDATES times over the search the mask is reset to the
-    top-k of those scores, k falling from all ReLUs to r_l (cubic: fast first, gently last, as
-    gradual pruning); the last `freeze` of the epochs train with the mask fixed. Per-step
-    updates matter on short schedules: a per-epoch anneal drops over half the ReLUs at once.
+    `score_momentum` per epoch. taylor-ema's score is the first-order change of the loss if
+    the position were linear, g * min(x_S, 0), g the loss gradient at the layer's output
+    (signed, so a ReLU the loss would rather lose scores below zero); activation-ema's is
+    |a_T - x_S| (the teacher's post-activation against the student's pre-activation: what the
+    output would be if the position were linear, so a kept position scores the damage its
+    ReLU prevents). About UPDATES times over the search the mask is reset to the top-k of
+    those scores, k falling from all ReLUs to r_l (cubic: fast first, gently last, as gradual
+    pruning); the last `freeze` of the epochs train with the mask fixed. Per-step updates
+    matter on short schedules: a per-epoch anneal drops over half the ReLUs at once.
     """
 
     UPDATES = 50
