@@ -132,10 +132,12 @@ def test_time_limit_requeue_resumes(tmp_path: Path) -> None:
     more: the wait covers all of submitit's timeout requeues (3, so 4 windows of 60-90 s, each
     followed by ~35 s of hold), and the assertions hold however many it took."""
     work = tmp_path / "work"
-    # ~115 s of stage work on an idle 2-core machine (7 executions of 70 tiny epochs; 80
-    # measured ~130 s): more than the first window holds (the warning comes 60-90 s in, Ray
-    # takes ~5 s of it), two windows on an idle machine, at most four on a busy one.
-    path = write_sweep(tmp_path / "s.toml", work, name="requeue", epochs=70)
+    # Four stage-3 executions of 150 tiny epochs (about 55 s each on an idle core), two at a
+    # time, below one stage 1 and two stage 2s: about 2 min of stage work, more than the first
+    # window holds (the warning comes 60-90 s in, Ray takes ~5 s of it), two windows on an idle
+    # machine, at most four on a busy one. (70 epochs sufficed while Tune ran the two
+    # concurrent trials one after the other; see orchestrator/plan/start_order.py.)
+    path = write_sweep(tmp_path / "s.toml", work, name="requeue", epochs=150)
     out = senet(
         "submit",
         str(path),
