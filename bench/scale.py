@@ -21,7 +21,6 @@ growth under 10 KB per execution.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -103,6 +102,12 @@ def scheduler_part() -> None:
             f"memory, {n:>7,} planned nodes: plan {plan_b:6.0f} B per node, "
             f"searcher {searcher_b:5.0f} B per node"
         )
+
+
+def growth_per_item(memory: list[int]) -> float:
+    """Bytes of RSS growth per item, after the first few (Ray's and torch's first imports)."""
+    warm = min(10, len(memory) // 4)
+    return (memory[-1] - memory[warm]) / max(1, len(memory) - 1 - warm)
 
 
 def rss() -> int:
@@ -190,8 +195,7 @@ def sweep_part(n: int, inside: list[float], trace: bool = False) -> None:
     ideal = sum(compute) / sweep.resources.max_concurrent
     in_flight = sum(r[0] for r in rows) / span  # trials (suggested, not done) at once, on average
     busy = sum(compute) / span  # stages computing at once, on average
-    warm = min(10, len(memory) // 4)  # after Ray's and torch's first imports
-    growth = (memory[-1] - memory[warm]) / max(1, len(memory) - 1 - warm)
+    growth = growth_per_item(memory)
     print(
         f"executions: {len(rows)}, concurrency {sweep.resources.max_concurrent}, "
         f"in {len(workers)} trial worker processes"
@@ -216,7 +220,7 @@ def sleeper(config: dict[str, Any]) -> None:
 
     start = time.time()
     time.sleep(config["sleep"])
-    tune.report({"started_at": start, "finished_at": time.time(), "pid": os.getpid()})
+    tune.report({"started_at": start, "finished_at": time.time()})  # Tune adds the pid
 
 
 def tune_part(n: int, sleep: float, concurrency: int = 2) -> None:
@@ -224,6 +228,8 @@ def tune_part(n: int, sleep: float, concurrency: int = 2) -> None:
     import ray
     from ray import tune
     from ray.tune.search import Searcher
+
+    from orchestrator.run.driver import connect
 
     suggested: dict[str, float] = {}
     completed: dict[str, dict[str, Any]] = {}
@@ -247,8 +253,7 @@ def tune_part(n: int, sleep: float, concurrency: int = 2) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
-                 log_to_driver=False, logging_level="ERROR")  # fmt: skip
+        connect(None)  # a fresh local Ray, as `senet run` starts one
         try:
             tune.Tuner(
                 tune.with_resources(sleeper, {"cpu": 1}),
@@ -278,8 +283,7 @@ def tune_part(n: int, sleep: float, concurrency: int = 2) -> None:
     )
     print(f"  of it, median: suggested -> start {statistics.median(r['started_at'] - s for s, r in rows):.2f} s, "
           f"end -> complete {statistics.median(r['done'] - r['finished_at'] for _, r in rows):.2f} s")  # fmt: skip
-    warm = min(10, len(memory) // 4)
-    growth = (memory[-1] - memory[warm]) / max(1, len(memory) - 1 - warm)
+    growth = growth_per_item(memory)
     print(f"median completion -> next suggestion: {statistics.median(idle):.2f} s")
     print(f"driver RSS growth:             {growth / 1024:7.1f} KB per trial")
     print(f"wall (incl. Ray start):        {wall:7.1f} s; trials first to last {span:.1f} s")
