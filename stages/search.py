@@ -72,6 +72,9 @@ class EpochSearch:
         pass
 
 
+ANNEALED = ("taylor-ema", "activation-ema")  # the methods AnnealedSearch runs, by score
+
+
 class AnnealedSearch:
     """taylor-ema and activation-ema: the student is linearised gradually, a few positions at
     a time.

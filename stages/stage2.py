@@ -31,7 +31,7 @@ from .allocation import allocate, check_budget
 from .config import ConfigError, Stage2Config, StageResult, check
 from .losses import kd_loss
 from .partial_relu import PartialReLU, model_relu_count
-from .search import AnnealedSearch, EpochSearch
+from .search import ANNEALED, AnnealedSearch, EpochSearch
 from .snl import SNLSearch
 from .stage1 import build_from_meta, data_config, finished_meta, load_teacher
 from .train import EpochCallback, Timer, commit, context, fit
@@ -124,7 +124,7 @@ def run_stage2(
     if relaxed:
         targets = None if cfg.method == "snl" else budgets  # snl: one global budget
         search = SNLSearch(cfg, mods, cfg.optim.epochs * len(ctx.train), targets)
-    elif cfg.method in ("activation-ema", "taylor-ema"):
+    elif cfg.method in ANNEALED:
         search = AnnealedSearch(cfg, mods, budgets, len(ctx.train))
     else:
         search = EpochSearch(cfg, mods, budgets)
