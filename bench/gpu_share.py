@@ -4,7 +4,7 @@ and checked on the CPU; not a test).
   throughput  images/s of the training step stages 2 and 3 run: a partial-ReLU model (masks
               keeping 10 %; ResNet-18 at 32x32 by default), SGD, bf16 autocast and
               channels_last on CUDA, the uint8 data on the device batched, cropped and flipped
-              by TensorLoader (stages/data.py), as stages/train.py does.
+              by TensorLoader (stages/loader.py), as stages/train.py does.
   sharing     the same loop in k processes at once on the same device, for each k of
               --shares: what `gpus = 1/k` in [resources] amounts to (Ray only lets k trials
               see one GPU; it does not split its memory or time). Prints the total images/s
@@ -30,7 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from relu_overhead import sgd_step, sync, with_partial_masks  # noqa: E402
 
-from stages.data import DataBundle, Split, TensorLoader  # noqa: E402
+from stages.data import DataBundle, Split  # noqa: E402
+from stages.loader import TensorLoader  # noqa: E402
 from stages.models import build_model  # noqa: E402
 from stages.partial_relu import init_masks  # noqa: E402
 from stages.train import pick_device, prepare  # noqa: E402

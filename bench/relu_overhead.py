@@ -27,7 +27,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stages.data import DataBundle, Split, TensorLoader  # noqa: E402
+from stages.data import DataBundle, Split  # noqa: E402
+from stages.loader import TensorLoader  # noqa: E402
 from stages.models import build_model  # noqa: E402
 from stages.partial_relu import init_masks, partial_relus  # noqa: E402
 from stages.train import autocast, pick_device, prepare  # noqa: E402

@@ -22,8 +22,9 @@ from torch import nn
 
 from .artifacts import load_state, save_artifact, save_state
 from .config import DataConfig, OptimConfig, StageResult
-from .data import DataBundle, TensorLoader, load_data
+from .data import DataBundle, load_data
 from .invariants import check_result
+from .loader import TensorLoader
 from .store import discard_checkpoint
 
 # Called once per epoch with metrics (epoch, epochs, loss, val_acc, ...): the orchestrator
