@@ -35,6 +35,13 @@ def add_slurm_commands(sub: argparse._SubParsersAction) -> None:
         help="seconds before the time limit at which the job stops and requeues (120)",
     )
     p.add_argument(
+        "--max-requeues",
+        type=int,
+        default=10,
+        help="times the job requeues at its time limit, each time resuming the sweep; after "
+        "that it stops and `senet submit` again goes on (10)",
+    )
+    p.add_argument(
         "--raylets-per-node", type=int, default=1, help=argparse.SUPPRESS
     )  # tests on one box
     p.add_argument("--workdir", type=Path, default=None, help="override the file's workdir")
@@ -82,6 +89,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
         mem=args.mem,
         raylets_per_node=args.raylets_per_node,
         signal_delay_s=args.signal_delay,
+        max_requeues=args.max_requeues,
     )
     job, folder = submit(sweep, request, args.device)
     _printer(f"submitted Slurm job {job.job_id}; workdir {sweep.workdir}; logs {folder}")

@@ -103,6 +103,7 @@ class SlurmRequest:
     mem: str | None = None
     raylets_per_node: int = 1  # >1 runs several Ray nodes per Slurm node (tests on one box)
     signal_delay_s: int = 120  # USR2 this long before the time limit: time for Tune to stop
+    max_requeues: int = 10  # time-limit requeues before the job gives up (submitit's: 3)
 
     def check(self) -> None:
         for name in ("nodes", "cpus_per_node", "time_min", "raylets_per_node"):
@@ -110,8 +111,11 @@ class SlurmRequest:
                 raise UserError(
                     f"--{name.replace('_', '-').replace('-min', '')} must be >= 1, got {getattr(self, name)}"
                 )
-        if self.gpus_per_node < 0:
-            raise UserError(f"--gpus-per-node must be >= 0, got {self.gpus_per_node}")
+        for name in ("gpus_per_node", "max_requeues"):
+            if getattr(self, name) < 0:
+                raise UserError(
+                    f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}"
+                )
         if self.time_min * 60 < self.signal_delay_s + 60:
             # Slurm sends the warning up to 30 s (its check period) before warn time.
             raise UserError(
@@ -195,21 +199,7 @@ def submit(sweep: Sweep, request: SlurmRequest, device: str = "auto") -> tuple[A
             )
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     folder = sweep.workdir / "slurm" / stamp
-    ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=3)
-    extra = {k: v for k, v in (("account", request.account), ("qos", request.qos)) if v}
-    ex.update_parameters(
-        job_name=f"senet-{sweep.name}",
-        nodes=request.nodes,
-        ntasks_per_node=request.raylets_per_node,
-        cpus_per_task=request.cpus_per_node // request.raylets_per_node,
-        time=request.time_min,
-        signal_delay_s=request.signal_delay_s,
-        stderr_to_stdout=True,
-        **({"gpus_per_node": request.gpus_per_node} if request.gpus_per_node else {}),
-        **({"partition": request.partition} if request.partition else {}),
-        **({"mem": request.mem} if request.mem else {}),
-        **({"additional_parameters": extra} if extra else {}),
-    )
+    ex = executor(folder, request, f"senet-{sweep.name}")
     assert sweep.path is not None
     job_fn = SweepJob(Path(sweep.path).resolve(), sweep.workdir, folder, device, sweep.overrides)
     try:
@@ -228,6 +218,30 @@ def submit(sweep: Sweep, request: SlurmRequest, device: str = "auto") -> tuple[A
     }
     atomic_write_bytes(_state_file(sweep.workdir), json.dumps(state, indent=2).encode())
     return job, folder
+
+
+def executor(folder: Path, request: SlurmRequest, job_name: str) -> Any:
+    """The submitit executor for `request`: its sbatch directives, and how many times a job
+    that reaches its time limit is requeued (each requeue resumes the sweep; a sweep needing
+    more windows than that stops and resumes on the next `senet submit`)."""
+    import submitit
+
+    ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=request.max_requeues)
+    extra = {k: v for k, v in (("account", request.account), ("qos", request.qos)) if v}
+    ex.update_parameters(
+        job_name=job_name,
+        nodes=request.nodes,
+        ntasks_per_node=request.raylets_per_node,
+        cpus_per_task=request.cpus_per_node // request.raylets_per_node,
+        time=request.time_min,
+        signal_delay_s=request.signal_delay_s,
+        stderr_to_stdout=True,
+        **({"gpus_per_node": request.gpus_per_node} if request.gpus_per_node else {}),
+        **({"partition": request.partition} if request.partition else {}),
+        **({"mem": request.mem} if request.mem else {}),
+        **({"additional_parameters": extra} if extra else {}),
+    )
+    return ex
 
 
 @contextlib.contextmanager
@@ -264,6 +278,13 @@ def follow(job: Any, printer: Callable[[str], None], poll: float = 1.0) -> int:
     try:
         result = job.results()[0]  # task 0 runs the driver; the others are Ray workers
     except Exception as e:  # the job failed, was cancelled or timed out for good
+        if "timed-out too many times" in str(e):  # submitit's words for its requeue limit
+            printer(
+                f"Slurm job {job.job_id} reached its time limit once more than --max-requeues "
+                "allows; finished stages are kept: `senet submit` the same sweep again to go on "
+                "(with a larger --max-requeues or --time)"
+            )
+            return 1
         printer(f"Slurm job {job.job_id} ended without a result: {' '.join(str(e).split())[:300]}")
         return 1
     return int(result or 0)
