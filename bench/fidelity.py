@@ -171,6 +171,7 @@ def table(sweep: Sweep, plan: Plan) -> str:
     linear = by.pop((0, "uniform"), {})
     logreg = {s: logistic_floor(sweep, s)[1] for s in seeds}
     floor = {s: max(linear.get(s, 0.0), logreg[s]) for s in seeds}
+    margin = {k: {s: a - floor[s] for s, a in sorted(acc.items())} for k, acc in by.items()}
     present = {m for _, m in by}
     methods = [m for m in COLUMNS if m in present] + sorted(present - set(COLUMNS))
     out = [
@@ -185,7 +186,7 @@ def table(sweep: Sweep, plan: Plan) -> str:
         cells = []
         for m in methods:
             acc = by.get((b, m), {})
-            below = [s for s, a in sorted(acc.items()) if a <= floor[s]]
+            below = [s for s, d in margin.get((b, m), {}).items() if d <= 0]
             flag = f" (below a floor on seed {', '.join(map(str, below))})" if below else ""
             n = f" (n={len(acc)})" if acc and len(acc) < len(seeds) else ""
             cells.append(_ms(list(acc.values())) + n + flag)
@@ -193,8 +194,8 @@ def table(sweep: Sweep, plan: Plan) -> str:
     out.append(f"(mean ± std of test accuracy, %, over seeds {seeds}; n marks a cell with fewer)")
     margins = [
         f"{m} {100 * b / sweep.relu_total:.0f} %: "
-        + ", ".join(f"{100 * (a - floor[s]):+.1f}" for s, a in sorted(acc.items()))
-        for (b, m), acc in sorted(by.items())
+        + ", ".join(f"{100 * d:+.1f}" for d in by_seed.values())
+        for (b, m), by_seed in sorted(margin.items())
         if m == methods[0] and b > 0
     ] if methods else []  # fmt: skip
     if margins:

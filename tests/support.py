@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from pathlib import Path
 
 TINY = """\
@@ -200,3 +201,19 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     token; a subprocess given an older copy of the environment cannot join it."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     return env | {"PYTHONUNBUFFERED": "1"} | extra
+
+
+def wait_while_running(
+    what: str, ready: object, proc: object, log: Path, limit: float, poll: float = 0.05
+) -> None:
+    """Poll `ready()` until true while the subprocess `proc` (a Popen writing to `log`) runs;
+    fails at once if it ends first. The deadline only guards against a hang."""
+    import pytest
+
+    deadline = time.monotonic() + limit
+    while not ready():  # type: ignore[operator]
+        if proc.poll() is not None:  # type: ignore[attr-defined]
+            pytest.fail(f"the command ended before {what}:\n{log.read_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {limit:.0f} s:\n{log.read_text()[-3000:]}")
+        time.sleep(poll)

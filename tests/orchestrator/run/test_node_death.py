@@ -9,12 +9,11 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import write_sweep
+from support import wait_while_running, write_sweep
 
 from orchestrator.plan.plan import build_plan
 from orchestrator.records.read import read_records
@@ -49,17 +48,6 @@ def cluster() -> Iterator[object]:
         yield c
     finally:
         c.shutdown()
-
-
-def _wait(what: str, ready: object, proc: subprocess.Popen, log: Path, limit: float) -> None:
-    """Poll `ready()` until true; the deadline only guards against a hang."""
-    deadline = time.monotonic() + limit
-    while not ready():  # type: ignore[operator]
-        if proc.poll() is not None:
-            pytest.fail(f"senet run ended before {what}:\n{log.read_text()[-3000:]}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {limit:.0f} s:\n{log.read_text()[-3000:]}")
-        time.sleep(0.05)
 
 
 def _epoch(ckpt: Path) -> int:
@@ -106,7 +94,7 @@ def test_a_dying_worker_node_resumes_its_stage_from_the_epoch_checkpoint(
             env=env,
         )
     try:
-        _wait("stage-1 epoch checkpoint", lambda: _epoch(ckpt) >= 1, proc, log, 300)
+        wait_while_running("stage-1 epoch checkpoint", lambda: _epoch(ckpt) >= 1, proc, log, 300)
         (worker,) = cluster.worker_nodes  # type: ignore[attr-defined]
         cluster.remove_node(worker, allow_graceful=False)  # type: ignore[attr-defined]
         at_death = _epoch(ckpt)

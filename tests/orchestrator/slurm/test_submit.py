@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import subprocess_env, write_sweep
+from support import subprocess_env, wait_while_running, write_sweep
 
 from orchestrator.records.read import read_records
 from orchestrator.records.write import results_dir
@@ -166,16 +166,11 @@ def test_time_limit_requeue_resumes(tmp_path: Path) -> None:
             cwd=ROOT,
         )
         try:
-            deadline = time.monotonic() + 600
-            while "submitted Slurm job " not in log.read_text():
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "no job id within 600 s"
-                time.sleep(0.5)
+            wait_while_running("a job id", lambda: "submitted Slurm job " in log.read_text(),
+                               proc, log, 600, poll=0.5)  # fmt: skip
             job_id = log.read_text().split("submitted Slurm job ")[1].split(";")[0]
-            while _restarts(job_id) < 1:  # the first window's time limit, then the requeue
-                assert proc.poll() is None, log.read_text()[-3000:]
-                assert time.monotonic() < deadline, "not requeued within 600 s"
-                time.sleep(0.5)
+            # the first window's time limit, then the requeue
+            wait_while_running("a requeue", lambda: _restarts(job_id) >= 1, proc, log, 600, 0.5)
             update = ["scontrol", "update", f"JobId={job_id}", "TimeLimit=20"]
             assert subprocess.run(update, capture_output=True).returncode == 0
             assert proc.wait(timeout=900) == 0, log.read_text()[-3000:]
