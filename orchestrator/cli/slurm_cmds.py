@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from orchestrator.cli.sweep_cmds import add_overrides
+from orchestrator.slurm.request import SlurmRequest
 
 
 def add_slurm_commands(sub: argparse._SubParsersAction) -> None:
@@ -20,30 +21,7 @@ def add_slurm_commands(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("sweep", type=Path, help="sweep file (TOML)")
     add_overrides(p)  # they reach the job's `senet run` and `senet status`
-    p.add_argument("--nodes", type=int, default=1, help="Slurm nodes (1)")
-    p.add_argument("--cpus-per-node", type=int, default=1, help="CPUs per node for Ray (1)")
-    p.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per node for Ray (0)")
-    p.add_argument("--partition", default=None, help="Slurm partition (the cluster's default)")
-    p.add_argument("--time", type=int, default=60, help="time limit in minutes (60)")
-    p.add_argument("--account", default=None, help="Slurm account")
-    p.add_argument("--qos", default=None, help="Slurm quality of service")
-    p.add_argument("--mem", default=None, help="memory per node, e.g. 64G (the cluster's default)")
-    p.add_argument(
-        "--signal-delay",
-        type=int,
-        default=120,
-        help="seconds before the time limit at which the job stops and requeues (120)",
-    )
-    p.add_argument(
-        "--max-requeues",
-        type=int,
-        default=10,
-        help="times the job requeues at its time limit, each time resuming the sweep; after "
-        "that it stops and `senet submit` again goes on (10)",
-    )
-    p.add_argument(
-        "--raylets-per-node", type=int, default=1, help=argparse.SUPPRESS
-    )  # tests on one box
+    SlurmRequest.add_arguments(p)
     p.add_argument("--workdir", type=Path, default=None, help="override the file's workdir")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument(
@@ -74,23 +52,11 @@ def _printer(line: str) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from orchestrator.slurm.submit import SlurmRequest, follow, submit
+    from orchestrator.slurm.submit import follow, submit
     from orchestrator.spec.sweep import load_or_fail
 
     sweep = load_or_fail(args.sweep, args.workdir, args.overrides)
-    request = SlurmRequest(
-        nodes=args.nodes,
-        cpus_per_node=args.cpus_per_node,
-        gpus_per_node=args.gpus_per_node,
-        partition=args.partition,
-        time_min=args.time,
-        account=args.account,
-        qos=args.qos,
-        mem=args.mem,
-        raylets_per_node=args.raylets_per_node,
-        signal_delay_s=args.signal_delay,
-        max_requeues=args.max_requeues,
-    )
+    request = SlurmRequest.from_args(args)
     job, folder = submit(sweep, request, args.device)
     _printer(f"submitted Slurm job {job.job_id}; workdir {sweep.workdir}; logs {folder}")
     if not args.wait:

@@ -19,13 +19,13 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.run.lock import check_unlocked
 from orchestrator.slurm.node import NodeRunner
+from orchestrator.slurm.request import SlurmRequest, check_script_text
 from orchestrator.spec.sweep import Sweep
 from stages.artifacts import atomic_write_bytes
 
@@ -43,20 +43,6 @@ ACTIVE = (
 
 
 JOB_ID = re.compile(r"[0-9]+(_[0-9]+)?")  # a job, or one task of an array (123_4)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-
-
-def check_script_text(what: str, value: str | os.PathLike[str]) -> None:
-    """Refuse a value that goes into the generated sbatch script (or names its files) if it has
-    a control character: a newline there ends the `#SBATCH` line and starts a shell command
-    the job runs on the cluster. The value is shown escaped, so the message stays one line."""
-    text = os.fspath(value)
-    bad = _CONTROL.search(text)
-    if bad:
-        raise UserError(
-            f"{what} {text!r} has a control character ({bad.group()!r}); it would break the "
-            "generated Slurm script: use a name without one"
-        )
 
 
 def check_job_id(job_id: object, source: str) -> str:
@@ -89,45 +75,6 @@ class SweepJob:
 
         self.runner.stop_for_requeue()
         return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
-
-
-@dataclass(frozen=True)
-class SlurmRequest:
-    nodes: int = 1
-    cpus_per_node: int = 1
-    gpus_per_node: int = 0
-    partition: str | None = None
-    time_min: int = 60
-    account: str | None = None
-    qos: str | None = None
-    mem: str | None = None
-    raylets_per_node: int = 1  # >1 runs several Ray nodes per Slurm node (tests on one box)
-    signal_delay_s: int = 120  # USR2 this long before the time limit: time for Tune to stop
-    max_requeues: int = 10  # time-limit requeues before the job gives up (submitit's: 3)
-
-    def check(self) -> None:
-        for name in ("nodes", "cpus_per_node", "time_min", "raylets_per_node"):
-            if getattr(self, name) < 1:
-                raise UserError(
-                    f"--{name.replace('_', '-').replace('-min', '')} must be >= 1, got {getattr(self, name)}"
-                )
-        for name in ("gpus_per_node", "max_requeues"):
-            if getattr(self, name) < 0:
-                raise UserError(
-                    f"--{name.replace('_', '-')} must be >= 0, got {getattr(self, name)}"
-                )
-        if self.time_min * 60 < self.signal_delay_s + 60:
-            # Slurm sends the warning up to 30 s (its check period) before warn time.
-            raise UserError(
-                f"--signal-delay {self.signal_delay_s} leaves the job no time to run within "
-                f"--time {self.time_min} (Slurm may signal up to 30 s early); use a longer --time "
-                "or a shorter --signal-delay"
-            )
-        if self.cpus_per_node % self.raylets_per_node:
-            raise UserError("--cpus-per-node must be a multiple of --raylets-per-node")
-        for name in ("partition", "account", "qos", "mem"):
-            if getattr(self, name) is not None:
-                check_script_text(f"--{name}", getattr(self, name))
 
 
 def _state_file(workdir: Path) -> Path:

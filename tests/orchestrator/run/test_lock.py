@@ -18,7 +18,8 @@ from support import write_sweep
 from orchestrator.cli.main import main
 from orchestrator.run.driver import run_sweep
 from orchestrator.run.lock import WorkdirBusy, lock_path, workdir_lock
-from orchestrator.slurm.submit import SlurmRequest, submit
+from orchestrator.slurm.request import SlurmRequest
+from orchestrator.slurm.submit import submit
 from orchestrator.spec.sweep import load_sweep
 
 ROOT = Path(__file__).resolve().parents[3]
