@@ -19,8 +19,8 @@ demo: $(STAMP)
 # `make test`: the quick suite (the `slow` and `slurm` marks left out); `make test-all`: every
 # test, as .ci/run runs it (the Slurm ones need `bash slurm/local-cluster.sh up`).
 # `make test-all PARALLEL="-n 2 --dist loadfile"` runs on two pytest-xdist workers, one test
-# file at a time each (tests/conftest.py): 9 min against 11.7 idle, but not yet the default
-# (one unexplained failure in its only run on a loaded machine).
+# file at a time each (tests/conftest.py); README, "Layout and development", has its
+# timings and why it is opt-in.
 QUICK := -m "not slow and not slurm"
 PARALLEL ?=
 

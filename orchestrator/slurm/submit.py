@@ -225,7 +225,9 @@ def follow(job: Any, printer: Callable[[str], None], poll: float = 1.0) -> int:
     try:
         result = job.results()[0]  # task 0 runs the driver; the others are Ray workers
     except Exception as e:  # the job failed, was cancelled or timed out for good
-        if "timed-out too many times" in str(e):  # submitit's words for its requeue limit
+        # submitit's words for its requeue limit. Slurm cannot tell this apart: task 0 raises
+        # it on the warning signal, so sacct says FAILED, not TIMEOUT (checked on a real Slurm).
+        if "timed-out too many times" in str(e):
             printer(
                 f"Slurm job {job.job_id} reached its time limit once more than --max-requeues "
                 "allows; finished stages are kept: `senet submit` the same sweep again to go on "
