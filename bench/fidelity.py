@@ -192,15 +192,44 @@ def table(sweep: Sweep, plan: Plan) -> str:
             cells.append(_ms(list(acc.values())) + n + flag)
         out.append(f"| {100 * b / sweep.relu_total:.0f} % | {b:,} | " + " | ".join(cells) + " |")
     out.append(f"(mean ± std of test accuracy, %, over seeds {seeds}; n marks a cell with fewer)")
-    margins = [
-        f"{m} {100 * b / sweep.relu_total:.0f} %: "
-        + ", ".join(f"{100 * d:+.1f}" for d in by_seed.values())
-        for (b, m), by_seed in sorted(margin.items())
-        if m == methods[0] and b > 0
-    ] if methods else []  # fmt: skip
-    if margins:
-        out.append("margin over the higher floor of each seed, points: " + "; ".join(margins))
+    if methods:
+        out += _per_seed(by, margin, methods, sweep.relu_total)
     return "\n".join(out)
+
+
+def _per_seed(
+    by: dict[tuple[int, str], dict[int, float]],
+    margin: dict[tuple[int, str], dict[int, float]],
+    methods: list[str],
+    relu_total: int,
+) -> list[str]:
+    """The first column's margin over each seed's higher floor, then its lead over every
+    other column, seed by seed on the seeds both have: the seeds share a split and a teacher,
+    so these paired differences, not the means, say whether SENet comes out ahead."""
+    first = methods[0]
+
+    def pct(b: int) -> str:
+        return f"{100 * b / relu_total:.0f} %"
+
+    def points(d: dict[int, float]) -> str:
+        return ", ".join(f"{100 * v:+.1f}" for v in d.values())
+
+    lines = []
+    margins = [f"{pct(b)}: {points(d)}" for (b, m), d in sorted(margin.items()) if m == first and b]
+    if margins:
+        lines.append(
+            f"{first}, margin over the higher floor of each seed, points: " + "; ".join(margins)
+        )
+    for other in methods[1:]:
+        leads = []
+        for b in sorted({b for b, m in by if m == other and b}):
+            mine, theirs = by.get((b, first), {}), by[(b, other)]
+            common = {s: mine[s] - theirs[s] for s in sorted(mine) if s in theirs}
+            if common:
+                leads.append(f"{pct(b)}: {points(common)} (seeds {', '.join(map(str, common))})")
+        if leads:
+            lines.append(f"{first} minus {other}, points: " + "; ".join(leads))
+    return lines
 
 
 def main() -> int:
