@@ -1,6 +1,6 @@
-"""How the suite splits over two pytest-xdist workers when asked (`make test-all PARALLEL="-n 2
---dist loadfile"`; serial by default): by test file, so that a module's fixtures (a finished sweep, a started Ray)
-are built once, and the Slurm tests first. Those mostly wait on Slurm (time windows, the hold
+"""How the suite splits over two pytest-xdist workers (.ci/run's default; `make test-all
+PARALLEL="-n 2 --dist loadfile"`, else serial): by test file, so that a module's fixtures (a
+finished sweep, a started Ray) are built once, and the Slurm tests first. Those mostly wait on Slurm (time windows, the hold
 of a requeued job), so the rest of the suite runs meanwhile; the local Slurm has one node, so
 their jobs queue there rather than run side by side. (`--dist loadgroup` would need xdist to
 rename test ids, which it cannot do under pytest 9: the groups are silently ignored.)"""
