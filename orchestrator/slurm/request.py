@@ -39,6 +39,8 @@ def _option(
 
 @dataclass(frozen=True)
 class SlurmRequest:
+    """What one `senet submit` asks Slurm for; `check()` holds the rules, before any sbatch."""
+
     nodes: int = _option(1, "--nodes", "Slurm nodes", 1)
     cpus_per_node: int = _option(1, "--cpus-per-node", "CPUs per node for Ray", 1)
     gpus_per_node: int = _option(0, "--gpus-per-node", "GPUs per node for Ray", 0)
