@@ -162,7 +162,9 @@ def table(sweep: Sweep, plan: Plan) -> str:
     reconcile_records(Path(sweep.workdir), sweep.name, Path(plan.store), plan.nodes.values())
     rows = read_records(sweep.workdir, sweep=sweep.name).to_pylist()
     seeds = list(sweep.seeds)
-    done = [r for r in rows if r["status"] in ("completed", "reused") and r["seed"] in seeds]
+    # Only this sweep file's executions: a store shared with other recipes holds records of
+    # the same sweep name under other keys (an earlier lr, say), which must not fill a cell.
+    done = [r for r in rows if r["key"] in plan.nodes and r["status"] in ("completed", "reused")]
     teacher = {r["seed"]: r["test_acc"] for r in done if r["stage"] == 1}
     by: dict[tuple[int, str], dict[int, float]] = defaultdict(dict)  # one value per seed
     for r in done:
