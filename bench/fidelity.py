@@ -1,9 +1,9 @@
 """The fidelity table: does SENet beat what it exists to beat, on real images?
 
 Runs sweeps/fidelity-fashion-mnist.toml (ResNet-20 on Fashion-MNIST; budgets 1, 2, 5, 10 % of
-its ReLUs; sensitivity / uniform / proportional allocation with the default mask search and
-the earlier activation-ema, and SNL; 3 seeds) through the sweep machinery, then prints, per
-budget and method, the mean and spread of stage-3 test accuracy next to:
+its ReLUs; sensitivity / uniform / proportional allocation with the default mask search, and
+SNL; 3 seeds) through the sweep machinery, then prints, per budget and method, the mean and
+spread of stage-3 test accuracy next to:
 - the ceiling: the all-ReLU teacher (stage 1);
 - floor 1: the same network with zero ReLUs (budget 0, the linearised network), same recipe;
 - floor 2: logistic regression on the pixels of the same training images (C picked on val).
