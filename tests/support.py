@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 TINY = """\
@@ -204,15 +206,20 @@ def subprocess_env(**extra: str) -> dict[str, str]:
 
 
 def wait_while_running(
-    what: str, ready: object, proc: object, log: Path, limit: float, poll: float = 0.05
+    what: str,
+    ready: Callable[[], bool],
+    proc: subprocess.Popen[bytes],
+    log: Path,
+    limit: float,
+    poll: float = 0.05,
 ) -> None:
     """Poll `ready()` until true while the subprocess `proc` (a Popen writing to `log`) runs;
     fails at once if it ends first. The deadline only guards against a hang."""
     import pytest
 
     deadline = time.monotonic() + limit
-    while not ready():  # type: ignore[operator]
-        if proc.poll() is not None:  # type: ignore[attr-defined]
+    while not ready():
+        if proc.poll() is not None:
             pytest.fail(f"the command ended before {what}:\n{log.read_text()[-3000:]}")
         if time.monotonic() > deadline:
             pytest.fail(f"no {what} within {limit:.0f} s:\n{log.read_text()[-3000:]}")
