@@ -1,37 +1,62 @@
 #!/usr/bin/env bash
-# local-cluster.sh - start/stop a REAL single-node Slurm cluster on this machine
-# (for tests, CI and users who want to try the Slurm path on one box).
+# local-cluster.sh - start/stop a REAL Slurm cluster on this machine: one node, or several
+# emulated hosts in Linux namespaces (for tests, CI and users who want to try the Slurm path
+# on one box).
 #
 # Usage (as root, Debian 12 / bookworm; works without systemd):
-#   bash slurm/local-cluster.sh up       # install packages if missing, start everything, wait until usable
-#   bash slurm/local-cluster.sh status   # show each daemon + sinfo; exit 0 if up, 3 if down
-#   bash slurm/local-cluster.sh down     # stop exactly the daemons `up` started (idempotent)
+#   bash slurm/local-cluster.sh up [--nodes N]  # install packages if missing, start, wait until usable
+#   bash slurm/local-cluster.sh status          # each daemon, each host, sinfo; exit 0 if up, 3 if down
+#   bash slurm/local-cluster.sh down            # stop exactly what `up` started, remove what it made
+#   bash slurm/local-cluster.sh kill-host NAME  # N > 1: power NAME off (every process in it killed, link cut)
+#   bash slurm/local-cluster.sh start-host NAME # N > 1: boot NAME again (link up, a new slurmd)
 #
 # What `up` gives you:
-#   - MUNGE, MariaDB (127.0.0.1:3307), slurmdbd (6819), slurmctld (6817), slurmd (6818),
-#     all on 127.0.0.1, with accounting, so `sacct` works (submitit needs it).
-#   - One node named `hostname -s`, one partition `debug` (Default=YES, MaxTime=INFINITE).
-#     CPUs/sockets/cores come from `slurmd -C`; RealMemory = 90 % of what it reports;
-#     DefMemPerCPU = RealMemory / CPUs; EnforcePartLimits=ALL (impossible requests such as
-#     more CPUs than the node has are refused by sbatch at submit instead of pending forever).
+#   - MUNGE, MariaDB (127.0.0.1:3307), slurmdbd (6819), slurmctld (6817), with accounting, so
+#     `sacct` works (submitit needs it). These run in this machine's own namespaces: it plays
+#     the login and controller node.
+#   - N = 1 (the default): one node named `hostname -s` on 127.0.0.1, slurmd on 6818.
+#   - N > 1: N hosts node1..nodeN. Each is a set of namespaces this script creates: a network
+#     namespace senet-nodeI whose only link is eth0, a veth into the bridge senetbr0 this
+#     script creates (address 198.18.0.(10+I)/24 on that link only; the bridge has
+#     198.18.0.1, where slurmctld and slurmdbd are reached; no route leads anywhere else), its
+#     own hostname (UTS namespace) and its own /tmp (mount namespace; the folder
+#     hosts/nodeI/tmp of the state folder). One long-lived "anchor" process holds each host's
+#     namespaces; its slurmd and everything slurmd starts (job steps, Ray) live in them.
+#     Shared between hosts, as a cluster's shared filesystem is: every path outside /tmp, and
+#     under /tmp only the state folder, this checkout (if it lies there), /tmp/pytest-of-$USER
+#     (the test suite's workdirs) and the folders named in SENET_SLURM_SHARED.
+#   - One partition `debug` (Default=YES, MaxTime=INFINITE) with every node. Each node
+#     declares this machine's CPUs (from `slurmd -C`) and its share of 90 % of the memory;
+#     DefMemPerCPU = that / CPUs; EnforcePartLimits=ALL (impossible requests such as more CPUs
+#     than a node has are refused by sbatch at submit instead of pending forever).
 #   - The config is generated into the state folder and ALSO written to /etc/slurm/slurm.conf
 #     (Debian's default path), so plain `sbatch`/`sinfo`/`sacct` work in every process without
 #     setting SLURM_CONF. An existing /etc/slurm/slurm.conf that this script did not write is
 #     never overwritten (`up` stops with an error instead).
-#   - `up` on a cluster that is already up is a no-op. A fresh `up` WIPES the old state
-#     (Slurm state and the accounting database): job ids restart at 1. Use a fresh submitit
-#     folder per run, or results of an old job with the same id may be picked up.
-#   - `down` cancels the jobs still queued/running, then stops exactly the recorded PIDs.
-#     It leaves the state folder (logs) and /etc/slurm/slurm.conf in place.
+#   - `up` on a cluster that is already up with the same N is a no-op. A fresh `up` WIPES the
+#     old state (Slurm state and the accounting database): job ids restart at 1. Use a fresh
+#     submitit folder per run, or results of an old job with the same id may be picked up.
+#   - `down` cancels the jobs still queued/running, stops exactly the recorded PIDs, kills
+#     what is left in the hosts' namespaces, then deletes the veths, namespaces and bridge it
+#     recorded (nothing else), also after `kill-host`. It leaves the state folder (logs) and
+#     /etc/slurm/slurm.conf in place.
 #   - Needs root and the fixed ports above free. Package install output: /tmp/senet-slurm-apt.log.
+#
+# What the emulated hosts are not: one kernel (no PID namespace: a host sees every process,
+# `ip netns pids senet-nodeI` lists its own), one disk (the "shared filesystem" is simply the
+# same disk; flock works across hosts here as on a cluster filesystem that supports it),
+# shared CPUs (N hosts of this machine's CPUs each run on the same cores) and one /dev/shm
+# and $HOME. Nothing is sent to any address outside 198.18.0.0/24 on senetbr0.
 #
 # Environment:
 #   SENET_SLURM_DIR      state folder (default /tmp/senet-slurm; keep it short: sockets live there)
 #   SENET_SLURM_TIMEOUT  seconds to wait for each stage of `up` (default 60)
+#   SENET_SLURM_SHARED   more folders under /tmp that every host shares (colon-separated)
 #
-# Layout of the state folder: slurm.conf, slurmdbd.conf, pids/<daemon>.pid (PIDs we started),
-# log/<daemon>.log (daemon logs; read these when `up` fails), ctld/ (StateSaveLocation),
-# spool/ (SlurmdSpoolDir), mysql/ (MariaDB data, socket, pid, error log; owned by mysql).
+# Layout of the state folder: slurm.conf, slurmdbd.conf, nodes (N), hosts.list (the hosts,
+# veths and namespaces made), pids/<daemon>.pid (PIDs we started), log/<daemon>.log (daemon
+# logs; read these when `up` fails), ctld/ (StateSaveLocation), spool/<node>/ (SlurmdSpoolDir),
+# hosts/<node>/tmp (each host's /tmp), mysql/ (MariaDB data, socket, pid, error log).
 set -euo pipefail
 
 STATE_DIR="${SENET_SLURM_DIR:-/tmp/senet-slurm}"
@@ -44,6 +69,7 @@ CTLD_PORT=6817
 SLURMD_PORT=6818
 ETC_CONF="/etc/slurm/slurm.conf"
 MARKER="# Generated by senet-sweep slurm/local-cluster.sh"
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 PIDS="$STATE_DIR/pids"
 LOGS="$STATE_DIR/log"
@@ -51,10 +77,17 @@ DB_DIR="$STATE_DIR/mysql"
 DB_SOCK="$DB_DIR/mysqld.sock"
 CONF="$STATE_DIR/slurm.conf"
 DBD_CONF="$STATE_DIR/slurmdbd.conf"
-NODE="$(hostname -s)"
+HOSTS_LIST="$STATE_DIR/hosts.list"   # what was made: "bridge NAME", "host NODE NETNS VETH ADDRESS"
+NODE="$(hostname -s)"                # the login/controller node (and the node when N = 1)
 
-# Daemons in start order (stopped in reverse). The name is also the expected /proc/PID/comm.
-DAEMONS=(munged mariadbd slurmdbd slurmctld slurmd)
+# The emulated hosts' link: a bridge in this namespace and one veth per host.
+BRIDGE=senetbr0
+NET=198.18.0                         # RFC 2544 benchmarking range: never routed anywhere
+BRIDGE_ADDR="$NET.1"
+
+# Daemons of the controller node in start order (stopped in reverse). The name is also the
+# expected /proc/PID/comm. Per node: slurmd-<node>, and with N > 1 anchor-<node> (comm sleep).
+DAEMONS=(munged mariadbd slurmdbd slurmctld)
 PACKAGES=(slurmctld slurmd slurm-client munge slurmdbd slurm-wlm-mysql-plugin mariadb-server)
 
 # Daemons (and the Slurm commands we call) read the config from the state folder.
@@ -64,6 +97,15 @@ log() { echo "local-cluster: $*" >&2; }
 
 # ---------------------------------------------------------------- helpers
 
+# comm_of NAME -> the /proc/PID/comm a recorded daemon NAME must have.
+comm_of() {
+    case "$1" in
+        anchor-*) echo sleep ;;
+        slurmd-*) echo slurmd ;;
+        *) echo "$1" ;;
+    esac
+}
+
 # pid_of NAME -> prints the recorded PID if that process is alive and is still NAME.
 pid_of() {
     local f="$PIDS/$1.pid" pid comm
@@ -71,7 +113,7 @@ pid_of() {
     pid="$(cat "$f" 2>/dev/null)" || return 1
     [[ "$pid" =~ ^[0-9]+$ ]] || return 1
     comm="$(cat "/proc/$pid/comm" 2>/dev/null)" || return 1
-    [[ "$comm" == "$1" ]] || return 1   # guards against a reused PID
+    [[ "$comm" == "$(comm_of "$1")" ]] || return 1   # guards against a reused PID
     # A zombie (exited, not yet reaped) counts as not running.
     [[ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" != Z ]] || return 1
     echo "$pid"
@@ -83,6 +125,26 @@ daemon_log() {
         mariadbd) echo "$DB_DIR/mysqld.err" ;;
         *) echo "$LOGS/$1.log" ;;
     esac
+}
+
+# recorded_nodes -> the node count of the cluster in the state folder (1 if none recorded).
+recorded_nodes() { cat "$STATE_DIR/nodes" 2>/dev/null || echo 1; }
+
+# node_names -> the Slurm node names of the recorded cluster, one a line.
+node_names() {
+    local n i
+    n="$(recorded_nodes)"
+    if ((n == 1)); then echo "$NODE"; else for i in $(seq "$n"); do echo "node$i"; done; fi
+}
+
+# all_daemons -> every daemon the recorded cluster runs, in start order, one a line.
+all_daemons() {
+    local name
+    printf '%s\n' "${DAEMONS[@]}"
+    for name in $(node_names); do
+        (($(recorded_nodes) > 1)) && echo "anchor-$name"
+        echo "slurmd-$name"
+    done
 }
 
 # wait_for DESCRIPTION LOGFILE COMMAND... : poll COMMAND until it succeeds. Fails after
@@ -113,26 +175,27 @@ fail() {
     fi
     log "stopping the daemons started so far (logs are kept in $LOGS)"
     stop_daemons || true
+    remove_hosts || true
     exit 1
 }
 
 # start NAME LOGFILE COMMAND... : start a daemon in the background, in its own session,
 # with stdin/stdout/stderr redirected (never holding the caller's output open), and
-# record its PID. The command must exec the daemon itself (no forking wrapper), so that
-# $! is the daemon's PID.
+# record its PID. The command must exec the daemon itself (no forking wrapper: setsid,
+# setpriv, nsenter without a PID namespace and unshare all exec), so that $! is the daemon.
 start() {
     local name="$1" logfile="$2"; shift 2
     setsid "$@" </dev/null >>"$logfile" 2>&1 &
     local pid=$!
     echo "$pid" >"$PIDS/$name.pid"
-    # setsid/setpriv exec the daemon: wait until the PID shows the daemon's name.
+    # Wait until the PID shows the daemon's name (an anchor's: once its host is set up).
     local _
     for _ in $(seq 50); do
         pid_of "$name" >/dev/null && return 0
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
     done
-    fail "$name did not start (PID $pid)" "$(daemon_log "$name")"
+    fail "$name did not start (PID $pid)" "$logfile"
 }
 
 # ---------------------------------------------------------------- install
@@ -173,6 +236,7 @@ install_packages() {
 # ---------------------------------------------------------------- config
 
 write_configs() {
+    local nodes="$1"
     # Hardware as slurmd sees it, e.g.
     # NodeName=vm CPUs=2 Boards=1 SocketsPerBoard=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=24105
     local hw cpus mem kv hwkeys=""
@@ -185,14 +249,25 @@ write_configs() {
         esac
     done
     [[ -n "${cpus:-}" && -n "${mem:-}" ]] || fail "could not parse 'slurmd -C': $hw"
-    local realmem=$((mem * 9 / 10))        # more than slurmd reports would drain the node
+    # More than slurmd reports would drain a node; N hosts share this machine's memory.
+    local realmem=$((mem * 9 / 10 / nodes))
     local defmem=$((realmem / cpus))       # without it a job takes the whole node's memory
+    local ctld_addr=127.0.0.1 node_lines part_nodes="$NODE" i
+    if ((nodes == 1)); then
+        node_lines="NodeName=$NODE NodeAddr=127.0.0.1$hwkeys RealMemory=$realmem State=UNKNOWN"
+    else
+        ctld_addr="$BRIDGE_ADDR"
+        node_lines="$(for i in $(seq "$nodes"); do
+            echo "NodeName=node$i NodeAddr=$NET.$((10 + i))$hwkeys RealMemory=$realmem State=UNKNOWN"
+        done)"
+        part_nodes="node[1-$nodes]"
+    fi
 
-    cat >"$CONF" <<EOF
+    cat >"$CONF" <<CONF
 $MARKER
-# State folder: $STATE_DIR. Regenerated by every fresh \`up\`.
+# State folder: $STATE_DIR. Regenerated by every fresh \`up\` ($nodes node(s)).
 ClusterName=$CLUSTER
-SlurmctldHost=$NODE(127.0.0.1)
+SlurmctldHost=$NODE($ctld_addr)
 SlurmctldPort=$CTLD_PORT
 SlurmdPort=$SLURMD_PORT
 SlurmUser=root
@@ -212,40 +287,43 @@ JobAcctGatherType=jobacct_gather/linux
 SchedulerType=sched/backfill
 # Start batch jobs at once (default: up to 3 s delay, tuned for high-throughput clusters), and
 # pass over pending jobs every 5 s (default 60 s and 30 s) so that a requeued job starts soon
-# after its hold ends: nothing else would wake the scheduler on this one-node cluster.
+# after its hold ends: nothing else would wake the scheduler on this small cluster.
 SchedulerParameters=batch_sched_delay=0,sched_interval=5,bf_interval=5
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 EnforcePartLimits=ALL
 DefMemPerCPU=$defmem
 
+# A node that stops answering is DOWN after SlurmdTimeout (plus a ping period); one that
+# registers again (a host booted again) returns to service by itself.
 ReturnToService=2
 SlurmdTimeout=30
 KillWait=5
 
 StateSaveLocation=$STATE_DIR/ctld
-SlurmdSpoolDir=$STATE_DIR/spool
+SlurmdSpoolDir=$STATE_DIR/spool/%n
 SlurmctldPidFile=$STATE_DIR/run/slurmctld.pid
-SlurmdPidFile=$STATE_DIR/run/slurmd.pid
+SlurmdPidFile=$STATE_DIR/run/slurmd-%n.pid
 SlurmctldLogFile=$LOGS/slurmctld.log
-SlurmdLogFile=$LOGS/slurmd.log
+SlurmdLogFile=$LOGS/slurmd-%n.log
 SlurmctldDebug=info
 SlurmdDebug=info
 
-# Accounting through slurmdbd, so that sacct works.
+# Accounting through slurmdbd, so that sacct works (from every host too: slurmdbd listens on
+# all of this namespace's addresses, $ctld_addr among them).
 AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=127.0.0.1
+AccountingStorageHost=$ctld_addr
 AccountingStoragePort=$DBD_PORT
 
-NodeName=$NODE NodeAddr=127.0.0.1$hwkeys RealMemory=$realmem State=UNKNOWN
-PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
-EOF
+$node_lines
+PartitionName=$PARTITION Nodes=$part_nodes Default=YES MaxTime=INFINITE State=UP
+CONF
 
-    cat >"$DBD_CONF" <<EOF
+    cat >"$DBD_CONF" <<DBD
 $MARKER
 AuthType=auth/munge
 DbdHost=$NODE
-DbdAddr=127.0.0.1
+DbdAddr=$ctld_addr
 DbdPort=$DBD_PORT
 SlurmUser=root
 PidFile=$STATE_DIR/run/slurmdbd.pid
@@ -257,13 +335,124 @@ StoragePort=$DB_PORT
 StorageUser=slurm
 StoragePass=$DB_PASS
 StorageLoc=slurm_acct_db
-EOF
+DBD
     chmod 600 "$DBD_CONF"    # slurmdbd refuses a config readable by others
 
     # Debian's default path, so that sbatch/sinfo/sacct find the config without SLURM_CONF.
     mkdir -p "$(dirname "$ETC_CONF")"
     cp "$CONF" "$ETC_CONF.tmp.$$" && mv -f "$ETC_CONF.tmp.$$" "$ETC_CONF"
 }
+
+# ---------------------------------------------------------------- hosts (N > 1)
+
+# shared_paths -> the folders under /tmp that every host sees as this machine's, one a line.
+shared_paths() {
+    local p extra=()
+    IFS=: read -r -a extra <<<"${SENET_SLURM_SHARED:-}"
+    for p in "$STATE_DIR" "$REPO" "/tmp/pytest-of-$(id -un)" "${extra[@]}"; do
+        [[ -n "$p" && "$p" == /tmp/* ]] && echo "$p"
+    done
+    return 0
+}
+
+# write_hostinit: the script each anchor runs inside its new namespaces: its hostname, its
+# own /tmp (a folder of the state folder bound over /tmp), the shared folders bound back,
+# then `sleep` holds the namespaces for every later process of the host.
+write_hostinit() {
+    local p
+    install -d -m 700 "/tmp/pytest-of-$(id -un)"
+    {
+        echo '#!/bin/sh'
+        echo '# hostinit.sh NAME: written by slurm/local-cluster.sh up; run by each host anchor.'
+        echo 'set -e'
+        echo 'hostname "$1"'
+        echo '# /mnt: a handle on the machine'"'"'s /tmp while the host'"'"'s own is bound over it'
+        echo 'mount --bind /tmp /mnt'
+        echo 'src() { case "$1" in /tmp/*) echo "/mnt${1#/tmp}" ;; *) echo "$1" ;; esac; }'
+        echo "mount --bind \"\$(src \"$STATE_DIR/hosts/\$1/tmp\")\" /tmp"
+        while read -r p; do
+            echo "mkdir -p '$p' && mount --bind \"\$(src '$p')\" '$p'"
+        done < <(shared_paths)
+        echo 'umount /mnt'
+        echo 'exec sleep infinity'
+    } >"$STATE_DIR/hostinit.sh"
+    chmod 755 "$STATE_DIR/hostinit.sh"
+}
+
+make_bridge() {
+    if ip link show "$BRIDGE" >/dev/null 2>&1; then
+        log "ERROR: link $BRIDGE exists and was not made by this cluster; remove it first"
+        exit 1
+    fi
+    echo "bridge $BRIDGE" >>"$HOSTS_LIST"
+    ip link add "$BRIDGE" type bridge
+    ip addr add "$BRIDGE_ADDR/24" dev "$BRIDGE"
+    ip link set "$BRIDGE" up
+}
+
+# make_host I: the namespace, veth and address of host nodeI, each recorded before it is made.
+make_host() {
+    local name="node$1" ns="senet-node$1" veth="senetv$1" addr="$NET.$((10 + $1))"
+    if ip netns list | grep -qw "$ns"; then
+        log "ERROR: namespace $ns exists and was not made by this cluster; remove it first"
+        exit 1
+    fi
+    echo "host $name $ns $veth $addr" >>"$HOSTS_LIST"
+    ip netns add "$ns"
+    ip link add "$veth" type veth peer name eth0 netns "$ns"
+    ip link set "$veth" master "$BRIDGE" up
+    ip -n "$ns" link set lo up
+    ip -n "$ns" addr add "$addr/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    install -d -m 1777 "$STATE_DIR/hosts/$name/tmp"
+    mkdir -p "$STATE_DIR/spool/$name"
+}
+
+# boot_host NAME: its anchor (holding the namespaces), then its slurmd inside them, with
+# `nsenter --net` (`ip netns exec` remounts /sys without the cgroup mounts slurmd needs).
+boot_host() {
+    local name="$1" anchor
+    ip link set "senetv${name#node}" up
+    start "anchor-$name" "$LOGS/anchor-$name.log" nsenter --net="/run/netns/senet-$name" \
+        unshare --uts --mount --propagation private "$STATE_DIR/hostinit.sh" "$name"
+    anchor="$(pid_of "anchor-$name")"
+    start "slurmd-$name" "$LOGS/slurmd-$name.out" nsenter -t "$anchor" --net --uts --mount -- \
+        /usr/sbin/slurmd -D -f "$CONF"
+}
+
+# host_pids NAME -> every process in host NAME's network namespace, one a line.
+host_pids() { ip netns pids "senet-$1" 2>/dev/null || true; }
+
+# kill_host_processes NAME: SIGKILL every process of the host, wait (bounded) until gone.
+kill_host_processes() {
+    local pids _
+    for _ in $(seq 50); do
+        pids="$(host_pids "$1")"
+        [[ -z "$pids" ]] && return 0
+        # shellcheck disable=SC2086  # one argument per PID
+        kill -KILL $pids 2>/dev/null || true
+        sleep 0.1
+    done
+    log "processes of $1 still alive after SIGKILL: $(host_pids "$1" | tr '\n' ' ')"
+}
+
+# remove_hosts: delete exactly the namespaces, veths and bridge recorded in hosts.list.
+remove_hosts() {
+    [[ -f "$HOSTS_LIST" ]] || return 0
+    local kind a b c
+    while read -r kind a b c _; do
+        [[ "$kind" == host ]] || continue
+        kill_host_processes "$a"
+        ip link del "$c" 2>/dev/null || true
+        ip netns del "$b" 2>/dev/null || true
+    done <"$HOSTS_LIST"
+    while read -r kind a _; do
+        if [[ "$kind" == bridge ]]; then ip link del "$a" 2>/dev/null || true; fi
+    done <"$HOSTS_LIST"
+    rm -f "$HOSTS_LIST"
+}
+
+host_recorded() { [[ -n "$1" && -f "$HOSTS_LIST" ]] && grep -q "^host $1 " "$HOSTS_LIST"; }
 
 # ---------------------------------------------------------------- daemons
 
@@ -279,7 +468,8 @@ start_munge() {
         log "ERROR: a munged not started by this script is already running; stop it first"
         exit 1
     fi
-    # setpriv execs munged as user munge (no forking wrapper, so $! is munged itself).
+    # setpriv execs munged as user munge (no forking wrapper, so $! is munged itself). Its
+    # socket in /run/munge is reached by path from every host's namespaces.
     start munged "$LOGS/munged.log" setpriv --reuid=munge --regid=munge --init-groups \
         /usr/sbin/munged --foreground
     wait_for "munged to answer" "$LOGS/munged.log" bash -c 'munge -n </dev/null | unmunge'
@@ -302,25 +492,33 @@ start_mariadb() {
         --innodb-lock-wait-timeout=900 --innodb-flush-log-at-trx-commit=2
     wait_for "MariaDB to answer" "$DB_DIR/mysqld.err" \
         mariadb-admin --no-defaults --socket="$DB_SOCK" -u root ping
-    db_sql <<EOF || fail "creating the slurm database failed" "$DB_DIR/mysqld.err"
+    db_sql <<SQL || fail "creating the slurm database failed" "$DB_DIR/mysqld.err"
 CREATE DATABASE IF NOT EXISTS slurm_acct_db;
 CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '$DB_PASS';
 CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY '$DB_PASS';
 GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';
 GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost';
-EOF
+SQL
 }
 
-node_idle() { [[ "$(sinfo -h -N -n "$NODE" -o %T 2>/dev/null)" == "idle" ]]; }
+# nodes_idle N: all N nodes idle in sinfo.
+nodes_idle() { [[ "$(sinfo -h -N -t idle -o %N 2>/dev/null | sort -u | wc -l)" == "$1" ]]; }
+node_idle() { [[ "$(sinfo -h -N -n "$1" -o %T 2>/dev/null)" == "idle" ]]; }
 cluster_registered() { sacctmgr -n -P show cluster format=cluster 2>/dev/null | grep -qx "$CLUSTER"; }
 sacct_answers() { sacct -n -X >/dev/null 2>&1; }
 
 start_slurm() {
+    local nodes="$1" name
     start slurmdbd "$LOGS/slurmdbd.out" /usr/sbin/slurmdbd -D
     wait_for "slurmdbd to answer (sacctmgr)" "$LOGS/slurmdbd.log" sacctmgr -n show cluster
     start slurmctld "$LOGS/slurmctld.out" /usr/sbin/slurmctld -D -f "$CONF"
-    start slurmd "$LOGS/slurmd.out" /usr/sbin/slurmd -D -f "$CONF"
-    wait_for "node $NODE to be idle in sinfo" "$LOGS/slurmd.log" node_idle
+    if ((nodes == 1)); then
+        start "slurmd-$NODE" "$LOGS/slurmd-$NODE.out" /usr/sbin/slurmd -D -f "$CONF"
+    else
+        write_hostinit
+        for name in $(node_names); do boot_host "$name"; done
+    fi
+    wait_for "$nodes node(s) to be idle in sinfo" "$LOGS/slurmctld.log" nodes_idle "$nodes"
     wait_for "cluster $CLUSTER to be registered in slurmdbd" "$LOGS/slurmctld.log" cluster_registered
     wait_for "sacct to answer" "$LOGS/slurmdbd.log" sacct_answers
 }
@@ -351,9 +549,17 @@ stop_group() {
     done
 }
 
-# Stop the recorded daemons: first the Slurm daemons (together), then MariaDB and MUNGE.
+# Stop the recorded daemons: the slurmds, the controller's Slurm daemons, the hosts'
+# anchors, then MariaDB and MUNGE.
 stop_daemons() {
-    stop_group slurmd slurmctld slurmdbd
+    local name slurmds=() anchors=()
+    for name in $(node_names); do
+        slurmds+=("slurmd-$name")
+        anchors+=("anchor-$name")
+    done
+    stop_group "${slurmds[@]}"
+    stop_group slurmctld slurmdbd
+    stop_group "${anchors[@]}"
     stop_group mariadbd munged
 }
 
@@ -361,22 +567,23 @@ stop_daemons() {
 
 running_count() {
     local n=0 name
-    for name in "${DAEMONS[@]}"; do
+    for name in $(all_daemons); do
         pid_of "$name" >/dev/null && n=$((n + 1))
     done
     echo "$n"
 }
 
 cmd_up() {
+    local nodes="$1" t0=$SECONDS n
     [[ $EUID -eq 0 ]] || { log "ERROR: must run as root"; exit 1; }
-    local t0=$SECONDS n
+    [[ "$nodes" =~ ^[1-9][0-9]?$ ]] || { log "ERROR: --nodes must be 1 to 99, got '$nodes'"; exit 2; }
     n="$(running_count)"
-    if ((n == ${#DAEMONS[@]})); then
-        log "already up (state folder $STATE_DIR); nothing to do"
+    if ((n == $(all_daemons | wc -l) && $(recorded_nodes) == nodes)); then
+        log "already up with $nodes node(s) (state folder $STATE_DIR); nothing to do"
         return 0
     fi
-    if ((n > 0)); then
-        log "only $n of ${#DAEMONS[@]} daemons running; restarting from scratch"
+    if ((n > 0)) || [[ -f "$HOSTS_LIST" ]]; then
+        log "$n daemons of a $(recorded_nodes)-node cluster running; restarting from scratch"
         cmd_down
     fi
 
@@ -395,9 +602,10 @@ cmd_up() {
         exit 1
     fi
     rm -rf "$STATE_DIR"
-    mkdir -p "$STATE_DIR" "$PIDS" "$LOGS" "$STATE_DIR/ctld" "$STATE_DIR/spool" "$STATE_DIR/run"
+    mkdir -p "$STATE_DIR" "$PIDS" "$LOGS" "$STATE_DIR/ctld" "$STATE_DIR/spool/$NODE" "$STATE_DIR/run"
     chmod 755 "$STATE_DIR"          # mysql must reach $DB_DIR
     touch "$STATE_DIR/.senet-slurm"
+    echo "$nodes" >"$STATE_DIR/nodes"
     if ((${#DB_SOCK} > 100)); then
         log "ERROR: state folder path too long for a unix socket: $DB_SOCK"; exit 1
     fi
@@ -406,18 +614,23 @@ cmd_up() {
     trap 'fail "interrupted"' INT TERM
 
     DB_PASS="$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-    write_configs
+    write_configs "$nodes"
+    if ((nodes > 1)); then
+        log "making $nodes hosts: bridge $BRIDGE ($BRIDGE_ADDR/24), namespaces senet-node1..$nodes"
+        make_bridge
+        for n in $(seq "$nodes"); do make_host "$n"; done
+    fi
 
     log "starting munged";   start_munge
     log "starting MariaDB on 127.0.0.1:$DB_PORT (data in $DB_DIR)"; start_mariadb
-    log "starting slurmdbd, slurmctld, slurmd"; start_slurm
+    log "starting slurmdbd, slurmctld, slurmd on $nodes node(s)"; start_slurm "$nodes"
 
-    log "up in $((SECONDS - t0))s: node $NODE idle, partition '$PARTITION', sacct works"
+    log "up in $((SECONDS - t0))s: $(node_names | tr '\n' ' ')idle, partition '$PARTITION', sacct works"
     log "config: $ETC_CONF (copy of $CONF); state and logs: $STATE_DIR"
 }
 
 cmd_down() {
-    if ((0 == $(running_count))); then
+    if ((0 == $(running_count))) && [[ ! -f "$HOSTS_LIST" ]]; then
         rm -f "$PIDS"/*.pid 2>/dev/null || true
         log "not running; nothing to stop"
         return 0
@@ -425,13 +638,13 @@ cmd_down() {
     # Cancel jobs still in the queue so no job processes outlive the cluster. Needs
     # slurmctld and munged; `timeout` because Slurm clients retry for long otherwise.
     if pid_of slurmctld >/dev/null && pid_of munged >/dev/null; then
-        local jobs
+        local jobs deadline
         jobs="$(timeout 5 squeue -h -o %i 2>/dev/null || true)"
         if [[ -n "$jobs" ]]; then
             log "cancelling jobs: ${jobs//$'\n'/ }"
             # shellcheck disable=SC2086  # one argument per job id
             timeout 5 scancel $jobs 2>/dev/null || true
-            local deadline=$((SECONDS + 15))
+            deadline=$((SECONDS + 15))
             while [[ -n "$(timeout 5 squeue -h -o %i 2>/dev/null || true)" ]] &&
                 ((SECONDS < deadline)); do
                 sleep 0.5
@@ -439,12 +652,36 @@ cmd_down() {
         fi
     fi
     stop_daemons
+    remove_hosts
     log "down"
 }
 
+cmd_kill_host() {
+    local name="$1"
+    host_recorded "$name" ||
+        { log "ERROR: no host '$name' in $HOSTS_LIST (hosts exist after up --nodes N, N > 1)"; exit 2; }
+    log "powering $name off: link senetv${name#node} down, every process in senet-$name killed"
+    ip link set "senetv${name#node}" down
+    kill_host_processes "$name"
+    rm -f "$PIDS/anchor-$name.pid" "$PIDS/slurmd-$name.pid"
+}
+
+cmd_start_host() {
+    local name="$1"
+    host_recorded "$name" ||
+        { log "ERROR: no host '$name' in $HOSTS_LIST (hosts exist after up --nodes N, N > 1)"; exit 2; }
+    if pid_of "slurmd-$name" >/dev/null; then log "$name is up; nothing to do"; return 0; fi
+    kill_host_processes "$name"
+    rm -rf "${STATE_DIR:?}/hosts/$name/tmp" && install -d -m 1777 "$STATE_DIR/hosts/$name/tmp"
+    boot_host "$name"
+    wait_for "$name to be idle in sinfo" "$LOGS/slurmd-$name.log" node_idle "$name"
+    log "$name booted and idle"
+}
+
 cmd_status() {
-    local name pid up=0
-    for name in "${DAEMONS[@]}"; do
+    local name pid up=0 total=0 kind a b c d
+    for name in $(all_daemons); do
+        total=$((total + 1))
         if pid="$(pid_of "$name")"; then
             echo "$name: running (PID $pid)"
             up=$((up + 1))
@@ -452,17 +689,38 @@ cmd_status() {
             echo "$name: not running"
         fi
     done
-    echo "state folder: $STATE_DIR; config: $ETC_CONF"
-    if ((up == ${#DAEMONS[@]})); then
-        sinfo || true
-        return 0
+    if [[ -f "$HOSTS_LIST" ]]; then
+        while read -r kind a b c d; do
+            [[ "$kind" == host ]] || continue
+            echo "host $a: namespace $b, $d on $c, $(host_pids "$a" | wc -l) processes"
+        done <"$HOSTS_LIST"
     fi
+    echo "state folder: $STATE_DIR; config: $ETC_CONF; $(recorded_nodes) node(s)"
+    if pid_of slurmctld >/dev/null; then sinfo -N || true; fi
+    ((up == total)) && return 0
     return 3
 }
 
+usage() {
+    echo "usage: $0 up [--nodes N] | status | down | kill-host NAME | start-host NAME" >&2
+    exit 2
+}
+
 case "${1:-}" in
-    up) cmd_up ;;
+    up)
+        shift
+        nodes=1
+        while (($#)); do
+            case "$1" in
+                --nodes) (($# >= 2)) || usage; nodes="$2"; shift 2 ;;
+                --nodes=*) nodes="${1#--nodes=}"; shift ;;
+                *) usage ;;
+            esac
+        done
+        cmd_up "$nodes" ;;
     down) cmd_down ;;
     status) cmd_status ;;
-    *) echo "usage: $0 up|down|status" >&2; exit 2 ;;
+    kill-host) cmd_kill_host "${2:-}" ;;
+    start-host) cmd_start_host "${2:-}" ;;
+    *) usage ;;
 esac

@@ -68,6 +68,8 @@ def add_run(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--device", default="auto", help="auto | cpu | cuda (trials with gpus > 0 use CUDA)"
     )
+    # A Slurm job's driver (orchestrator.slurm.node) waits for every task's Ray node first.
+    p.add_argument("--expect-nodes", type=int, default=1, help=argparse.SUPPRESS)
     p.set_defaults(func=cmd_run)
 
 
@@ -164,7 +166,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(line, flush=True)
 
     try:
-        summary = run_sweep(sweep, args.address, printer, args.device)
+        summary = run_sweep(
+            sweep, args.address, printer, args.device, expect_nodes=args.expect_nodes
+        )
     except ConnectError as e:
         raise UserError(str(e)) from None
     print_results(sweep, printer)

@@ -23,6 +23,8 @@ class SlurmTask:
     ntasks: int = 1
     nodes: int = 1
     restart: int = 0  # SLURM_RESTART_COUNT: a requeued job starts a new Ray cluster
+    local_rank: int = 0  # SLURM_LOCALID: this task's place among its node's tasks
+    hostnames: tuple[str, ...] = ()  # SLURM_JOB_NODELIST, expanded: the job's nodes at start
 
 
 def slurm_task() -> SlurmTask:
@@ -38,7 +40,7 @@ def slurm_task() -> SlurmTask:
     except KeyError:  # no SLURM_JOB_ID: not in a Slurm job
         return SlurmTask(None)
     restart = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
-    return SlurmTask(job_id, env.global_rank, env.num_tasks, env.num_nodes, restart)
+    return SlurmTask(job_id, env.global_rank, env.num_tasks, env.num_nodes, restart, env.local_rank)
 
 
 def build_provenance(

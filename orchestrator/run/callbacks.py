@@ -19,8 +19,11 @@ from orchestrator.run.eta import Eta, Work, add_epoch, estimate
 from orchestrator.run.status import (
     error_summary,
     label_text,
+    lost_text,
     progress_path,
     read_json,
+    read_lost,
+    record_lost,
     running_text,
     varying,
     write_json,
@@ -115,6 +118,11 @@ class Progress:
             r.get("val_acc"),
         )
 
+    def lost(self, node: Any, attempt: dict[str, Any]) -> None:
+        self.printer(
+            f"[{self._t()}] stage {node.stage} LOST   {self._labels(node)}: {lost_text(attempt)}; retrying"
+        )
+
     def failed(self, node: Any, error: str, log: str) -> None:
         self.printer(f"[{self._t()}] stage {node.stage} FAILED {self._labels(node)}: {error}")
         if log:
@@ -193,6 +201,18 @@ class StatusTicker(Callback):
             self.progress.failed(self.progress.searcher.nodes[node["key"]], error, log)
         self.progress.status(force=False)
 
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """An attempt failed and Tune retries it (`retries` in [resources]): say where it was
+        lost. FailureRecorder (called first) has recorded the attempt by now."""
+        node = config_node(trial.config)
+        if node is None or node["key"] not in self.progress.searcher.nodes:
+            return
+        lost = [{"error": trial_failure(trial)[0]}]
+        if self.progress.workdir is not None:
+            mine = read_lost(self.progress.workdir, self.progress.run_id)
+            lost += [a for a in mine if a.get("key") == node["key"]]
+        self.progress.lost(self.progress.searcher.nodes[node["key"]], lost[-1])
+
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         logging.getLogger(_TUNE_CONTROLLER).removeFilter(_drop_trial_tracebacks)
 
@@ -218,10 +238,23 @@ def trial_failure(trial: Any) -> tuple[str, str]:
 
 
 class FailureRecorder(Callback):
-    """Records a stage execution that failed on its last attempt, with its error."""
+    """Records a stage execution that failed on its last attempt, with its error, and each
+    earlier attempt that was lost and retried (its host, epoch and error: a node that died
+    shows here, for `senet status` and the LOST line)."""
 
     def __init__(self, sweep: Sweep, spec: TrialSpec) -> None:
         self.sweep, self.spec = sweep, spec
+
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        node = config_node(trial.config)
+        if node is None:
+            return
+        summary, log = trial_failure(trial)
+        p = read_json(progress_path(self.spec.workdir, node["key"])) or {}
+        attempt = {"run_id": self.spec.run_id, "stage": node["stage"], "key": node["key"]}
+        attempt.update({k: p.get(k) for k in ("host", "pid", "epoch", "epochs")})
+        attempt.update(error=summary, log=log, at=time.time())
+        record_lost(self.spec.workdir, attempt)
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         node = config_node(trial.config)

@@ -96,6 +96,30 @@ def connect(address: str | None) -> bool:
     return True
 
 
+def wait_for_nodes(expect: int, printer: Printer, timeout: float = 120.0) -> int:
+    """Wait (bounded) until `expect` Ray nodes are alive; returns how many are. Those that
+    did not join in time are said in one line and the sweep goes on with the rest."""
+    import ray
+
+    def alive() -> int:
+        return sum(1 for n in ray.nodes() if n.get("Alive"))
+
+    deadline = time.monotonic() + timeout
+    joined = alive()
+    if joined < expect:
+        printer(
+            f"waiting for {expect} Ray nodes to join ({joined} so far, at most {timeout:.0f} s)"
+        )
+    while joined < expect and time.monotonic() < deadline:
+        time.sleep(0.5)
+        joined = alive()
+    if joined < expect:
+        printer(
+            f"Ray: {joined} of {expect} nodes joined within {timeout:.0f} s; going on with them"
+        )
+    return joined
+
+
 def _reconcile_records(plan: Plan, nodes: Iterable[Node] = ()) -> int:
     """Records of the plan's finished nodes (and of `nodes`, those sampled while it ran)."""
     sweep = plan.sweep
@@ -143,13 +167,15 @@ def run_sweep(
     printer: Printer = print,
     device: str = "auto",
     listeners: list[Callable[[str, Any, dict[str, Any] | None], None]] | None = None,
+    expect_nodes: int = 1,
 ) -> RunSummary:
     """Run every unfinished stage execution of `sweep` as Tune trials; returns what happened.
     One run per workdir: raises WorkdirBusy (naming the holder's host and PID) before
-    anything starts when another run holds the workdir's lock."""
+    anything starts when another run holds the workdir's lock. `expect_nodes`: the Ray nodes
+    to wait for (bounded) before trials start, so a Slurm job's trials spread over them."""
     check_loggers(sweep)  # a [logging] table whose package is missing: one line, no Ray
     with workdir_lock(sweep.workdir, "senet run"):
-        return _run_sweep(sweep, address, printer, device, listeners)
+        return _run_sweep(sweep, address, printer, device, listeners, expect_nodes)
 
 
 def _run_sweep(
@@ -158,6 +184,7 @@ def _run_sweep(
     printer: Printer,
     device: str,
     listeners: list[Callable[[str, Any, dict[str, Any] | None], None]] | None,
+    expect_nodes: int = 1,
 ) -> RunSummary:
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # our progress lines replace Tune's tables
     from ray import tune
@@ -217,6 +244,7 @@ def _run_sweep(
     import ray
 
     try:
+        nodes = wait_for_nodes(expect_nodes, printer)
         res = sweep.resources
         cluster_cpus = ray.cluster_resources().get("CPU", 1)
         cluster_gpus = ray.cluster_resources().get("GPU", 0)
@@ -284,7 +312,7 @@ def _run_sweep(
             for stage, share in shares.items()
         )
         printer(
-            f"Ray: {cluster_cpus:g} CPUs, {cluster_gpus:g} GPUs, up to {max_conc} concurrent trials ({asks}); Tune state in {sweep.workdir / 'tune'}"
+            f"Ray: {nodes} node{'s' * (nodes != 1)}, {cluster_cpus:g} CPUs, {cluster_gpus:g} GPUs, up to {max_conc} concurrent trials ({asks}); Tune state in {sweep.workdir / 'tune'}"
         )
         try:
             tuner.fit()

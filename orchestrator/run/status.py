@@ -151,6 +151,42 @@ def error_summary(text: str) -> str:
     return text if len(text) <= 300 else text[:299] + "…"
 
 
+LOST = "lost.jsonl"  # in progress/: one line per attempt of a stage that was lost and retried
+
+
+def record_lost(workdir: Path, attempt: dict[str, Any]) -> None:
+    """Append one lost attempt (run_id, stage, key, host, epoch, epochs, error) in one write:
+    the one home of that fact, read by `senet status` during the run and after it."""
+    path = Path(workdir) / PROGRESS / LOST
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(attempt, default=str) + "\n")
+
+
+def read_lost(workdir: Path, run_id: object) -> list[dict[str, Any]]:
+    """The run's lost attempts, oldest first; a torn or foreign line is skipped."""
+    try:
+        lines = (Path(workdir) / PROGRESS / LOST).read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    found = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and row.get("run_id") == run_id:
+            found.append(row)
+    return found
+
+
+def lost_text(attempt: dict[str, Any]) -> str:
+    """One lost attempt of a stage: `lost on node3 at epoch 4/20: <its error>`."""
+    where = f" on {attempt['host']}" if attempt.get("host") else ""
+    at = f" at epoch {attempt['epoch']}/{attempt['epochs']}" if attempt.get("epochs") else ""
+    return f"lost{where}{at}: {attempt.get('error') or 'no error recorded'}"
+
+
 def has_local_run(workdir: Path) -> bool:
     return progress_path(workdir).exists()
 
@@ -255,6 +291,16 @@ def local_status(workdir: Path, now: float | None = None) -> list[str]:
                 )
             else:
                 lines.append(f"  resumes {text} (interrupted; its epoch checkpoint stays)")
+
+    lost = read_lost(workdir, plan.get("run_id"))
+    if lost:
+        lines.append(f"lost attempts (retried): {len(lost)}")
+    for attempt in lost:
+        n = next((n for n in nodes if n["key"] == attempt.get("key")), None)
+        labels = (
+            label_text(int(n["stage"]), n.get("labels") or {}, vary, str(n["key"])) if n else ""
+        )
+        lines.append(f"  stage{attempt.get('stage')} {labels} {lost_text(attempt)}")
     if best:
         lines.append(
             "best val_acc by budget: " + ", ".join(f"{b}: {a:.4f}" for b, a in sorted(best.items()))

@@ -107,22 +107,40 @@ def _current(workdir: Path) -> dict[str, Any]:
     return cur
 
 
-def job_state(job_id: str) -> str:
-    """The job's state from sacct (squeue while sacct has not seen it yet)."""
-    check_job_id(job_id, "job_state")
+def slurm_job(folder: str | Path, job_id: str) -> Any:
+    """The submission as submitit's SlurmJob (its public API reads state through sacct and
+    cancels through scancel), for a job this or an earlier process submitted."""
+    import submitit
+
+    return submitit.SlurmJob(folder=folder, job_id=check_job_id(job_id, "slurm_job"))
+
+
+def job_info(folder: str | Path, job_id: str) -> tuple[str, str]:
+    """(state, node list) of the job, as sacct reports it through submitit; state is one word
+    (`CANCELLED by 0` is CANCELLED), UNKNOWN while sacct has not seen the job yet."""
+    info = slurm_job(folder, job_id).get_info(mode="force")
+    state = (info.get("State") or "UNKNOWN").split()[0]
+    return state, info.get("NodeList") or ""
+
+
+def job_state(folder: str | Path, job_id: str) -> str:
+    return job_info(folder, job_id)[0]
+
+
+def node_states(nodelists: list[str]) -> list[tuple[str, str, str]]:
+    """(node, state, reason) of each node in these Slurm node lists, as sinfo reports them: a
+    host lost mid-sweep shows as `down*` with Slurm's reason, here as in `sinfo`."""
+    names = [n for n in nodelists if n and n not in ("None", "None assigned")]
+    if not names:
+        return []
     out = subprocess.run(
-        ["sacct", "-j", job_id, "-X", "-n", "-P", "-o", "State"],
+        ["sinfo", "-h", "-N", "-n", ",".join(names), "-o", "%N|%T|%E"],
         capture_output=True,
         text=True,
         timeout=30,
     )
-    states = [s.strip() for s in out.stdout.splitlines() if s.strip()]
-    if states:
-        return states[-1].split()[0]
-    out = subprocess.run(
-        ["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=30
-    )
-    return out.stdout.strip() or "UNKNOWN"
+    rows = [line.split("|", 2) for line in out.stdout.splitlines() if line.count("|") == 2]
+    return sorted({(n, t, "" if e == "none" else e) for n, t, e in rows})
 
 
 def submit(sweep: Sweep, request: SlurmRequest, device: str = "auto") -> tuple[Any, Path]:
@@ -139,7 +157,7 @@ def submit(sweep: Sweep, request: SlurmRequest, device: str = "auto") -> tuple[A
         )
     if _state_file(sweep.workdir).exists():
         prev = _current(sweep.workdir)
-        state = job_state(prev["job_id"])
+        state = job_state(prev["folder"], prev["job_id"])
         if state in ACTIVE:
             raise UserError(
                 f"Slurm job {prev['job_id']} is already {state} on {sweep.workdir}; wait for it or `senet cancel {sweep.workdir}`"
@@ -175,6 +193,9 @@ def executor(folder: Path, request: SlurmRequest, job_name: str) -> Any:
 
     ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=request.max_requeues)
     extra = {k: v for k, v in (("account", request.account), ("qos", request.qos)) if v}
+    # --no-kill: a node that dies does not end the job; the sweep goes on on the others
+    # (Tune retries the stage that ran there, from its epoch checkpoint).
+    extra["no_kill"] = True
     ex.update_parameters(
         job_name=job_name,
         nodes=request.nodes,
@@ -186,32 +207,41 @@ def executor(folder: Path, request: SlurmRequest, job_name: str) -> Any:
         **({"gpus_per_node": request.gpus_per_node} if request.gpus_per_node else {}),
         **({"partition": request.partition} if request.partition else {}),
         **({"mem": request.mem} if request.mem else {}),
-        **({"additional_parameters": extra} if extra else {}),
+        additional_parameters=extra,
+        srun_args=["--no-kill"],
     )
     return ex
 
 
 @contextlib.contextmanager
-def _stderr_captured() -> Iterator[None]:
-    """Keep sbatch's stderr (which submitit lets through) off the terminal: the refusal is
-    reported once, as our one-line error."""
+def _stderr_captured() -> Iterator[list[str]]:
+    """Keep a Slurm command's stderr (which submitit lets through) off the terminal: a
+    refusal is reported once, as our one-line error. The list holds what it said, after."""
     sys.stderr.flush()
     saved = os.dup(2)
+    said: list[str] = []
     with tempfile.TemporaryFile() as sink:
         os.dup2(sink.fileno(), 2)
         try:
-            yield
+            yield said
         finally:
             os.dup2(saved, 2)
             os.close(saved)
+            sink.seek(0)
+            said.append(" ".join(sink.read().decode(errors="replace").split()))
 
 
 def follow(job: Any, printer: Callable[[str], None], poll: float = 1.0) -> int:
-    """Stream task 0's log until the job ends; returns the sweep's exit status."""
+    """Stream task 0's log until task 0 ends; returns the sweep's exit status. Task 0 runs
+    the driver: its result file ends the wait at once, even while a worker's node is lost
+    (that task never writes one). Slurm's state is asked every 10 polls as well, for a task
+    0 that ended without a result (cancelled, failed, out of requeues)."""
     log = Path(str(job.paths.stdout).replace("%t", "0"))
-    pos = 0
+    task0 = job.task(0)
+    pos, polls = 0, 0
     while True:
-        done = job.done()
+        done = task0.done(force_check=polls % 10 == 9)
+        polls += 1
         if log.exists():
             with log.open("rb") as f:
                 f.seek(pos)
@@ -223,7 +253,7 @@ def follow(job: Any, printer: Callable[[str], None], poll: float = 1.0) -> int:
             break
         time.sleep(poll)
     try:
-        result = job.results()[0]  # task 0 runs the driver; the others are Ray workers
+        result = task0.result()  # task 0 runs the driver; the others are Ray workers
     except Exception as e:  # the job failed, was cancelled or timed out for good
         # submitit's words for its requeue limit. Slurm cannot tell this apart: task 0 raises
         # it on the warning signal, so sacct says FAILED, not TIMEOUT (checked on a real Slurm).
@@ -239,6 +269,25 @@ def follow(job: Any, printer: Callable[[str], None], poll: float = 1.0) -> int:
     return int(result or 0)
 
 
+def _started_on(cur: dict[str, Any]) -> list[str]:
+    """The nodes the job's latest start ran on (its node runner wrote them): Slurm's node
+    list of a job shrinks when a node is lost, so the lost one is found here."""
+    from orchestrator.slurm.node import NODES_FILE
+
+    starts = sorted(Path(cur["folder"]).glob(f"job{cur['job_id']}-start*"), key=_start_number)
+    if not starts:
+        return []
+    try:
+        return (starts[-1] / NODES_FILE).read_text().split()
+    except OSError:
+        return []
+
+
+def _start_number(path: Path) -> int:
+    tail = path.name.rpartition("-start")[2]
+    return int(tail) if tail.isdigit() else -1
+
+
 def submission_exists(workdir: Path) -> bool:
     """Whether `senet submit` recorded a submission in the workdir."""
     return _state_file(workdir).exists()
@@ -248,9 +297,14 @@ def status(workdir: Path, printer: Callable[[str], None] = print) -> int:
     """The job's state and the plan's counts, then, once the job's driver has started, the
     run's own status from the workdir (orchestrator.run.status.local_status)."""
     cur = _current(workdir)
+    state, nodelist = job_info(cur["folder"], cur["job_id"])
+    on = f" on {nodelist}" if nodelist and nodelist != "None assigned" else ""
     printer(
-        f"Slurm job {cur['job_id']}: {job_state(cur['job_id'])} (submitted {cur['submitted_at']}, folder {cur['folder']})"
+        f"Slurm job {cur['job_id']}: {state}{on} (submitted {cur['submitted_at']}, folder {cur['folder']})"
     )
+    for node, node_state, reason in node_states([nodelist, *_started_on(cur)]):
+        if node_state.rstrip("*~#!%$@^-") not in ("allocated", "mixed", "idle", "completing"):
+            printer(f"  Slurm node {node}: {node_state}" + (f" ({reason})" if reason else ""))
     from orchestrator.run.status import has_local_run, local_status, plan_summary
     from orchestrator.spec.sweep import load_or_fail
 
@@ -265,14 +319,11 @@ def status(workdir: Path, printer: Callable[[str], None] = print) -> int:
 
 def cancel(workdir: Path, printer: Callable[[str], None] = print) -> int:
     cur = _current(workdir)
-    out = subprocess.run(
-        ["scancel", check_job_id(cur["job_id"], "cancel")],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    if out.returncode != 0:
-        raise UserError(f"scancel {cur['job_id']} failed: {out.stderr.strip()}")
+    try:
+        with _stderr_captured() as said:
+            slurm_job(cur["folder"], cur["job_id"]).cancel(check=True)
+    except (OSError, subprocess.CalledProcessError) as e:
+        raise UserError(f"scancel {cur['job_id']} failed: {''.join(said) or e}") from None
     printer(
         f"cancelled Slurm job {cur['job_id']}; finished stage runs are kept: `senet submit` resumes"
     )
