@@ -40,7 +40,15 @@ def slurm_task() -> SlurmTask:
     except KeyError:  # no SLURM_JOB_ID: not in a Slurm job
         return SlurmTask(None)
     restart = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
-    return SlurmTask(job_id, env.global_rank, env.num_tasks, env.num_nodes, restart, env.local_rank)
+    return SlurmTask(
+        job_id,
+        env.global_rank,
+        env.num_tasks,
+        env.num_nodes,
+        restart,
+        env.local_rank,
+        tuple(env.hostnames),
+    )
 
 
 def build_provenance(

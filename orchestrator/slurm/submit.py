@@ -127,20 +127,30 @@ def job_state(folder: str | Path, job_id: str) -> str:
     return job_info(folder, job_id)[0]
 
 
+_NODE = re.compile(r"NodeName=(\S+).* State=(\S+)(?:.* Reason=(.*?)(?: \[[^]]*\])?)?$")
+_UNHEALTHY = ("DOWN", "DRAIN", "FAIL", "NOT_RESPONDING")
+
+
 def node_states(nodelists: list[str]) -> list[tuple[str, str, str]]:
-    """(node, state, reason) of each node in these Slurm node lists, as sinfo reports them: a
-    host lost mid-sweep shows as `down*` with Slurm's reason, here as in `sinfo`."""
+    """(node, state, reason) of each node in these Slurm node lists that Slurm does not count
+    healthy (DOWN, DRAIN, FAIL or NOT_RESPONDING among its state's flags), as `scontrol show
+    node` reports them: a host lost mid-sweep is DOWN+NOT_RESPONDING there at once, while
+    sinfo may still show it `mixed*` until its part of a job is cleaned up."""
     names = [n for n in nodelists if n and n not in ("None", "None assigned")]
     if not names:
         return []
     out = subprocess.run(
-        ["sinfo", "-h", "-N", "-n", ",".join(names), "-o", "%N|%T|%E"],
+        ["scontrol", "-o", "show", "node", ",".join(names)],
         capture_output=True,
         text=True,
         timeout=30,
     )
-    rows = [line.split("|", 2) for line in out.stdout.splitlines() if line.count("|") == 2]
-    return sorted({(n, t, "" if e == "none" else e) for n, t, e in rows})
+    found = set()
+    for line in out.stdout.splitlines():
+        m = _NODE.search(line)
+        if m and any(flag in m.group(2).split("+") for flag in _UNHEALTHY):
+            found.add((m.group(1), m.group(2), m.group(3) or ""))
+    return sorted(found)
 
 
 def submit(sweep: Sweep, request: SlurmRequest, device: str = "auto") -> tuple[Any, Path]:
@@ -252,6 +262,12 @@ def follow(job: Any, printer: Callable[[str], None], poll: float = 1.0) -> int:
         if done:
             break
         time.sleep(poll)
+    # The sweep's status is known; the job itself ends once the workers have left (a lost
+    # node's task never does, Slurm gives up on it): wait for that, bounded, so that the
+    # next `senet submit` of this workdir does not find the job still active.
+    deadline = time.monotonic() + 120
+    while job_state(job.paths.folder, str(job.job_id)) in ACTIVE and time.monotonic() < deadline:
+        time.sleep(poll)
     try:
         result = task0.result()  # task 0 runs the driver; the others are Ray workers
     except Exception as e:  # the job failed, was cancelled or timed out for good
@@ -303,8 +319,7 @@ def status(workdir: Path, printer: Callable[[str], None] = print) -> int:
         f"Slurm job {cur['job_id']}: {state}{on} (submitted {cur['submitted_at']}, folder {cur['folder']})"
     )
     for node, node_state, reason in node_states([nodelist, *_started_on(cur)]):
-        if node_state.rstrip("*~#!%$@^-") not in ("allocated", "mixed", "idle", "completing"):
-            printer(f"  Slurm node {node}: {node_state}" + (f" ({reason})" if reason else ""))
+        printer(f"  Slurm node {node}: {node_state}" + (f" ({reason})" if reason else ""))
     from orchestrator.run.status import has_local_run, local_status, plan_summary
     from orchestrator.spec.sweep import load_or_fail
 

@@ -13,12 +13,13 @@ from orchestrator.records.schema import SCHEMA
 from orchestrator.records.write import write_committed, write_uncommitted
 
 SLURM_VARS = ("SLURM_JOB_ID", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_JOB_NUM_NODES")
+MORE_VARS = ("SLURM_LOCALID", "SLURM_JOB_NODELIST", "SLURM_RESTART_COUNT")
 
 
 @pytest.fixture
 def no_slurm(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """A process outside any Slurm job (these tests may themselves run inside one)."""
-    for var in (*SLURM_VARS, "SLURM_RESTART_COUNT", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+    for var in (*SLURM_VARS, *MORE_VARS, "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
         monkeypatch.delenv(var, raising=False)
     return monkeypatch
 
@@ -33,7 +34,11 @@ def test_a_requeued_task_of_a_two_node_job(no_slurm: pytest.MonkeyPatch) -> None
     for var, value in values.items():
         no_slurm.setenv(var, value)
     no_slurm.setenv("SLURM_RESTART_COUNT", "2")
-    assert slurm_task() == SlurmTask("4242", rank=3, ntasks=4, nodes=2, restart=2)
+    no_slurm.setenv("SLURM_LOCALID", "1")
+    no_slurm.setenv("SLURM_JOB_NODELIST", "node[2,5]")
+    assert slurm_task() == SlurmTask(
+        "4242", rank=3, ntasks=4, nodes=2, restart=2, local_rank=1, hostnames=("node2", "node5")
+    )
     assert build_provenance("s", "r")["slurm_job_id"] == "4242"
 
 

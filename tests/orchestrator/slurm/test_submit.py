@@ -1,13 +1,15 @@
-"""`senet submit` on a real Slurm (slurm/local-cluster.sh up; .ci/run starts it): a sweep as
-one job holding a Ray cluster, cancel and resubmit, requeue on a time limit, and refusal of
-an impossible request. tests/orchestrator/slurm/conftest.py skips the `slurm` ones without a
+"""`senet submit` on a real multi-host Slurm (slurm/local-cluster.sh up --nodes 3; .ci/run
+starts it): a sweep as one job holding a Ray cluster over three hosts, a host lost mid-sweep,
+cancel and resubmit, requeue on a time limit, and refusal of an impossible request. tests/orchestrator/slurm/conftest.py skips the `slurm` ones without a
 Slurm. Unmarked: what is refused before anything reaches Slurm (control characters in what
 the sbatch script holds, a damaged slurm/current.json, a job id that is not one)."""
 
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -45,24 +47,39 @@ def _records(work: Path, sweep: str) -> list[dict]:
     return read_records(work, sweep=sweep).to_pylist()
 
 
+def _plan_keys(path: Path, *overrides: str, workdir: Path | None = None) -> list[str]:
+    from orchestrator.plan.plan import build_plan
+    from orchestrator.spec.sweep import load_sweep
+
+    return sorted(build_plan(load_sweep(path, workdir, list(overrides))).nodes)
+
+
 @pytest.mark.slurm
-def test_submit_wait_runs_the_sweep_in_one_job_with_two_ray_nodes(tmp_path: Path) -> None:
-    path = write_sweep(
-        tmp_path / "s.toml", tmp_path / "work", name="slurm1", budgets=[3000], taus=[2.0, 4.0]
-    )
-    out = senet("submit", str(path), "--cpus-per-node", "2", "--raylets-per-node", "2", "--wait")
+def test_the_demo_sweep_on_three_hosts(tmp_path: Path) -> None:
+    """`senet submit sweeps/demo.toml --nodes 3 --wait` on the multi-host local Slurm: one job,
+    a Ray cluster of three hosts (each its own network, hostname and /tmp), trials on more
+    than one of them, and exactly one record per planned execution."""
+    work = tmp_path / "work"
+    demo = ROOT / "sweeps" / "demo.toml"
+    short = ["stage1.epochs=2", "stage2.epochs=2", "stage3.epochs=4"]
+    out = senet("submit", str(demo), *short, "--workdir", str(work), "--nodes", "3", "--wait")
     assert out.returncode == 0, out.stdout + out.stderr
     job_id = out.stdout.split("submitted Slurm job ")[1].split(";")[0]
-    assert "Ray: 2 CPUs" in out.stdout  # head and worker raylet, one CPU each
-    rows = _records(tmp_path / "work", "slurm1")
-    assert sorted(r["stage"] for r in rows) == [1, 2, 3, 3]
+    assert "Ray: 3 nodes, 3 CPUs" in out.stdout, out.stdout
+    assert "Ray head at 198.18.0.1" in out.stdout  # a host's address, not 127.0.0.1
+    rows = _records(work, "demo")
+    assert sorted(r["key"] for r in rows) == _plan_keys(demo, *short, workdir=work)
+    assert {r["status"] for r in rows} == {"completed"}
+    hosts = {r["hostname"] for r in rows}
+    assert len(hosts) >= 2 and hosts <= {"node1", "node2", "node3"}, hosts
     assert {r["slurm_job_id"] for r in rows} == {job_id}
     # The generated sbatch script asks for what we said.
-    script = next((tmp_path / "work" / "slurm").glob(f"*/{job_id}_submission.sh")).read_text()
+    script = next((work / "slurm").glob(f"*/{job_id}_submission.sh")).read_text()
     for line in (
-        "#SBATCH --nodes=1",
-        "#SBATCH --ntasks-per-node=2",
+        "#SBATCH --nodes=3",
+        "#SBATCH --ntasks-per-node=1",
         "#SBATCH --cpus-per-task=1",
+        "#SBATCH --no-kill",
         "#SBATCH --signal=USR2@120",
         "#SBATCH --open-mode=append",
     ):
@@ -71,9 +88,143 @@ def test_submit_wait_runs_the_sweep_in_one_job_with_two_ray_nodes(tmp_path: Path
     # sweep or the request said became a command of its own.
     commands = [ln for ln in script.splitlines() if ln.strip() and not ln.startswith("#")]
     assert [ln.split()[0] for ln in commands] == ["export", "srun"], commands
-    status = senet("status", str(tmp_path / "work"))
-    assert status.returncode == 0 and f"Slurm job {job_id}: COMPLETED" in status.stdout
-    assert "stage3: 2/2 done" in status.stdout
+    assert "--no-kill" in commands[1].split()
+    status = senet("status", str(work))
+    assert status.returncode == 0 and f"Slurm job {job_id}: COMPLETED on node[1-3]" in status.stdout
+    assert "stage3: 6/6 done" in status.stdout
+
+
+CLUSTER = ROOT / "slurm" / "local-cluster.sh"
+# Ray marks a silent node dead after about 5 missed health checks of 10 s each (a minute);
+# these make it a few seconds, so the test waits on the loss, not on Ray's defaults.
+FAST_HEALTH = {
+    "RAY_health_check_initial_delay_ms": "1000",
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_timeout_ms": "2000",
+    "RAY_health_check_failure_threshold": "3",
+}
+LOST_EPOCHS = 30  # each stage still runs when its first epoch is seen, idle or loaded
+
+
+def _cluster(*args: str) -> None:
+    out = subprocess.run(["bash", str(CLUSTER), *args], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+def _node_state(node: str) -> str:
+    out = subprocess.run(["scontrol", "-o", "show", "node", node], capture_output=True, text=True)
+    found = re.search(r" State=(\S+)", out.stdout)
+    return found.group(1) if found else "UNKNOWN"
+
+
+def _on_a_worker_host(work: Path) -> dict | None:
+    """A stage's progress once it runs on node2 or node3 (not the head's node1) and has
+    checkpointed an epoch (its progress file is written after each epoch's checkpoint)."""
+    from orchestrator.run.status import progress_path, read_json
+
+    for path in sorted(progress_path(work).parent.glob("*.json")):
+        p = read_json(path)
+        if p and p.get("key") and p.get("host") in ("node2", "node3") and int(p["epoch"]) >= 1:
+            return p
+    return None
+
+
+def _reports(work: Path, key: str) -> list[tuple[int, int]]:
+    """(pid, epoch) of every per-epoch result Tune logged for the trial of `key`, in order."""
+    rows = []
+    for path in sorted((work / "tune").rglob("result.json")):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            if row.get("key") == key and "epoch" in row and not row.get("stage_done"):
+                rows.append((int(row["pid"]), int(row["epoch"])))
+    return rows
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_a_host_lost_mid_sweep(tmp_path: Path) -> None:
+    """While a stage runs on a worker host, that host loses power (`local-cluster.sh
+    kill-host`: its link cut, every process in its namespaces killed: slurmd, raylet, the
+    stage). The job goes on on the other two hosts: Tune retries the stage once, from its
+    epoch checkpoint; no record is lost or doubled; `senet status` names the stage and the
+    host it was lost on, and Slurm's DOWN for that node; a new submission runs on the rest."""
+    from orchestrator.plan.plan import build_plan
+    from orchestrator.spec.sweep import load_sweep
+    from stages.artifacts import checkpoint_path, load_state
+
+    deadline = time.monotonic() + 120  # a hang guard: an earlier test's job may still end
+    while any(_node_state(n) != "IDLE" for n in ("node1", "node2", "node3")):
+        assert time.monotonic() < deadline, "the three hosts are not all idle"
+        time.sleep(0.5)
+    work = tmp_path / "work"
+    path = write_sweep(
+        tmp_path / "s.toml", work, name="lost", budgets=[3000], taus=[2.0, 4.0],
+        epochs=LOST_EPOCHS, retries=1,
+    )  # fmt: skip
+    store = build_plan(load_sweep(path)).store
+    log = tmp_path / "submit.out"
+    frozen: int | None = None
+    lost_host = ""
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            SENET + ["submit", str(path), "--nodes", "3", "--wait"],
+            stdout=out, stderr=subprocess.STDOUT, text=True,
+            env=subprocess_env(**FAST_HEALTH), cwd=ROOT,
+        )  # fmt: skip
+    try:
+        wait_while_running("a stage on a worker host", lambda: _on_a_worker_host(work) is not None,
+                           proc, log, 600, poll=0.05)  # fmt: skip
+        running = _on_a_worker_host(work)
+        assert running is not None
+        # Freeze the stage so that nothing trains on between reading its checkpoint and the
+        # power cut (the kill takes the host's processes one by one).
+        os.kill(int(running["pid"]), signal.SIGSTOP)
+        frozen, lost_host, key = int(running["pid"]), running["host"], running["key"]
+        ckpt = checkpoint_path(store, int(running["stage"]), key)
+        at_death = int(load_state(ckpt)["epoch"])
+        _cluster("kill-host", lost_host)
+        frozen = None  # killed with its host
+        wait_while_running("the stage's retry", lambda: "LOST" in log.read_text(), proc, log, 600)
+        status = senet("status", str(work))
+        assert status.returncode == 0, status.stderr
+        assert f"lost on {lost_host} at epoch" in status.stdout, status.stdout
+        assert proc.wait(timeout=900) == 0, log.read_text()[-3000:]
+        text = log.read_text()
+        assert "LOST" in text and f"lost on {lost_host} at epoch" in text, text[-3000:]
+        rows = _records(work, "lost")
+        assert sorted(r["key"] for r in rows) == _plan_keys(path)  # every execution, once each
+        assert {r["status"] for r in rows} == {"completed"}
+        mine = [r for r in rows if r["key"] == key]
+        assert len(mine) == 1 and mine[0]["hostname"] not in (lost_host, None)
+        # The retry, another process on another host, started after the checkpoint of the
+        # frozen attempt, not at epoch 1, and reported every epoch from there to the end.
+        reports = _reports(work, key)
+        second = [e for p, e in reports if p != int(running["pid"])]
+        assert second == list(range(at_death + 1, LOST_EPOCHS + 1)), (at_death, reports)
+        # Slurm's view: the host is DOWN, said by `senet status` as by sinfo.
+        deadline = time.monotonic() + 300  # a hang guard: Slurm says DOWN after SlurmdTimeout
+        while "DOWN" not in _node_state(lost_host).split("+"):
+            assert time.monotonic() < deadline, _node_state(lost_host)
+            time.sleep(1)
+        status = senet("status", str(work))
+        assert f"Slurm node {lost_host}: DOWN" in status.stdout, status.stdout
+        assert "(Not responding)" in status.stdout
+        assert (
+            f"stage{running['stage']}" in status.stdout and f"lost on {lost_host}" in status.stdout
+        )
+        # With the host DOWN, a new submission runs on the two that are left: one more tau.
+        again = senet("submit", str(path), "stage3.tau=[2.0,4.0,8.0]", "--nodes", "2", "--wait")
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "ran 1 stage executions" in again.stdout
+        new = [r for r in _records(work, "lost") if r["key"] not in {r["key"] for r in rows}]
+        assert len(new) == 1 and new[0]["hostname"] != lost_host
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if frozen is not None:  # never leave a frozen process behind
+            os.kill(frozen, signal.SIGKILL)
+        if lost_host:  # the next tests have three hosts again
+            _cluster("start-host", lost_host)
 
 
 @pytest.mark.slurm
@@ -154,7 +305,7 @@ def test_time_limit_requeue_resumes(tmp_path: Path) -> None:
     # while Tune ran the two concurrent trials one after the other; see
     # orchestrator/plan/start_order.py.)
     path = write_sweep(tmp_path / "s.toml", work, name="requeue", epochs=150)
-    args = ["--cpus-per-node", "2", "--time", "2", "--signal-delay", "30", "--max-requeues", "3"]
+    args = ["--nodes", "2", "--time", "2", "--signal-delay", "30", "--max-requeues", "3"]
     log = tmp_path / "submit.out"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -183,6 +334,8 @@ def test_time_limit_requeue_resumes(tmp_path: Path) -> None:
     rows = _records(work, "requeue")
     assert len(rows) == 7 and len({r["key"] for r in rows}) == 7
     assert all(r["status"] == "completed" for r in rows)
+    # each start may land on other hosts of the three; the records name the ones they ran on
+    assert {r["hostname"] for r in rows} <= {"node1", "node2", "node3"}
     starts = sorted(p.name for p in (work / "slurm").glob("*/job*-start*"))
     assert len(starts) == 2  # the same job started twice
 
