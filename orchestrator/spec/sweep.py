@@ -23,6 +23,7 @@ from orchestrator.spec.optuna_settings import OptunaSettings, optuna_settings
 from orchestrator.spec.overrides import apply_overrides, blame, parse_overrides
 from orchestrator.spec.schema import SchemaError
 from stages.allocation import BudgetError
+from stages.catalog import missing_extra, needs_root, relu_total, root_hint
 from stages.config import (
     ConfigError,
     DataConfig,
@@ -30,9 +31,8 @@ from stages.config import (
     Stage1Config,
     Stage2Config,
     Stage3Config,
+    check_combination,
 )
-from stages.data import needs_root, root_hint
-from stages.stage2 import check_combination
 
 _OPTIM = {f.name for f in dataclasses.fields(OptimConfig)}
 
@@ -98,8 +98,6 @@ def parse_sweep(
     """Validate a parsed sweep document (schema first, then what needs the model: budgets,
     data folders). Raises SchemaError (one line) on the first problem. `find_data=False`
     leaves the data folder to the loader (`senet pipeline`: its message lists the files)."""
-    from stages.pipeline import relu_total
-
     f = schema.parse(doc)
     top, mode = f.sweep, f.search.mode
     count, cap = schema.executions(f), f.resources.max_executions
@@ -124,6 +122,8 @@ def parse_sweep(
         raise SchemaError(
             "sweep", "budgets", "empty list, so the grid is empty; give one budget at least", []
         )
+    if needs := missing_extra(top.dataset):  # before Ray starts, not in every trial
+        raise SchemaError("sweep", "dataset", needs, top.dataset)
     data_root = _data_root(top.dataset, top.data_root, find_data)
     total = relu_total(top.model, top.dataset, top.include_stem)
     budgets = []
