@@ -246,12 +246,15 @@ def _grid(table: dict[str, Any], base: Any, axes: bool = True) -> list[Any]:
 
 
 def load_sweep(
-    path: Path | str, workdir: Path | None = None, overrides: Sequence[str] = ()
+    path: Path | str,
+    workdir: Path | None = None,
+    overrides: Sequence[str] = (),
+    find_data: bool = True,
 ) -> Sweep:
     """Read and validate a sweep file with `overrides` (`stage3.tau=[2.0,4.0]`, see
     spec/overrides.py) set in it; every problem is one SweepError line prefixed by the file,
     or by the override it is about. At most MAX_FILE_BYTES + 1 bytes are read, so /dev/zero
-    is refused at once."""
+    is refused at once. `find_data=False`: the data folder need not exist (reading records)."""
     path = Path(path)
     changes = parse_overrides(overrides)  # a malformed one is refused before the file is read
     try:
@@ -281,7 +284,7 @@ def load_sweep(
         raise SweepError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     doc = apply_overrides(doc, changes)
     try:
-        sweep = parse_sweep(doc, path, workdir)
+        sweep = parse_sweep(doc, path, workdir, find_data)
     except SchemaError as e:
         if (culprit := blame(e, changes)) is not None:
             raise SweepError(f"override {culprit.text}: {e}") from None
@@ -293,11 +296,14 @@ def load_sweep(
 
 
 def load_or_fail(
-    path: Path | str, workdir: Path | None = None, overrides: Sequence[str] = ()
+    path: Path | str,
+    workdir: Path | None = None,
+    overrides: Sequence[str] = (),
+    find_data: bool = True,
 ) -> Sweep:
     """`load_sweep` for the commands: a bad file or override is a UserError, which `senet`
     prints as one line with exit status 2 before anything starts."""
     try:
-        return load_sweep(path, workdir, overrides)
+        return load_sweep(path, workdir, overrides, find_data)
     except SweepError as e:
         raise UserError(str(e)) from None
