@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.plan.plan import Node, Plan, build_plan
-from orchestrator.records.schema import code_version
+from orchestrator.records.provenance import code_version
 from orchestrator.records.write import reconcile_records
 from orchestrator.run.lock import workdir_lock
 from orchestrator.run.loggers import check_loggers, logger_callbacks
