@@ -25,8 +25,8 @@ demo: $(STAMP)
 # `make test`: the quick suite (the `slow` and `slurm` marks left out); `make test-all`: every
 # test, as .ci/run runs it (the Slurm ones need `bash slurm/local-cluster.sh up`).
 # `make test-all PARALLEL="-n 2 --dist loadfile"` runs on two pytest-xdist workers, one test
-# file at a time each (tests/conftest.py), as .ci/run does; README, "Layout and
-# development", has the timings.
+# file at a time each (tests/conftest.py), as .ci/run does; docs/development.md has the
+# timings.
 QUICK := -m "not slow and not slurm"
 PARALLEL ?=
 

@@ -84,7 +84,7 @@ class Stage3Config:
     beta: float = 1000.0  # post-activation (attention transfer) weight
     # Crops and flips of the training images, as the teacher had. A student with few ReLUs is
     # nearly linear and cannot learn their invariance: on Fashion-MNIST at 1 % it reached
-    # 77 % test with them and 82 % without (README, Fidelity).
+    # 77 % test with them and 82 % without (docs/fidelity.md).
     augment: bool = True
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=240, lr=0.01))
 

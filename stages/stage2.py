@@ -9,7 +9,7 @@ ce_weight * CE + (1 - ce_weight) * KD_tau while a search decides its masks:
   `freeze` of the epochs the mask stays fixed while the weights adapt.
 - `activation-ema`: the same anneal on |a_T - x_S| (teacher post-activation against the
   student's pre-activation, so a kept position scores the damage its ReLU prevents); it chose
-  worse positions than taylor-ema on Fashion-MNIST (README, Fidelity).
+  worse positions than taylor-ema on Fashion-MNIST (docs/fidelity.md).
 - `activation`: the method note's per-epoch top-r_l of sum |a_T - a_S| (post-activations),
   kept as a named variant.
 - `scores`: trainable real-valued scores per position, top-r_l with a straight-through gradient.
