@@ -2,7 +2,7 @@
 fails here (README, "The code blocks of these pages", says what the markers mean).
 
 The blocks run in file order from one scratch folder per module: the shipped sweep files in
-sweeps/, demo.toml cut to one epoch per stage, and that demo's workdir, run once here, so the
+sweeps/, demo.toml cut to one epoch per stage (two budgets, one temperature), and that demo's workdir, run once here, so the
 blocks that read records, export or plot have something real to read."""
 
 from __future__ import annotations
@@ -79,8 +79,10 @@ def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     sweeps.mkdir()
     for name, source in shipped_sweeps().items():
         text = source.read_text()
-        if name == "demo":
+        if name == "demo":  # seconds, not minutes: 1 + 2 + 2 executions of one epoch
             text = re.sub(r"(?m)^epochs = \d+", "epochs = 1", text)
+            text = re.sub(r"(?m)^budgets = .*$", "budgets = [1500, 3000]", text)
+            text = re.sub(r"(?m)^tau = .*$", "tau = [4.0]", text)
         (sweeps / f"{name}.toml").write_text(text)
     _shell("senet run sweeps/demo.toml", folder)
     return folder
@@ -125,6 +127,7 @@ def _console(text: str, cwd: Path) -> None:
         assert (out.returncode != 0) == any("error:" in s for s in shown), f"$ {command}"
 
 
+@pytest.mark.slow  # the scratch folder's demo is a whole sweep on Ray (about 35 s)
 @pytest.mark.parametrize("block", BLOCKS, ids=[b.name for b in BLOCKS])
 def test_block_runs(block: Block, scratch: Path) -> None:
     if block.skip:
