@@ -89,7 +89,8 @@ def test_the_wheel_alone_inits_validates_and_runs(tmp_path: Path) -> None:
     senet = venv / "bin" / "senet"
     assert "wrote demo.toml" in _run([senet, "init"], user, env)
     assert "stage3: 6 runs, 0 done" in _run([senet, "validate", "demo.toml"], user, env)
-    _run([senet, "run", "demo.toml", *TINY_RUN, "--device", "cpu"], user, env)
+    ran = _run([senet, "run", "demo.toml", *TINY_RUN, "--device", "cpu"], user, env)
+    assert "starting a local Ray (" in ran and "waiting for it to answer" in ran  # says why
     got = json.loads(_run([python, "-c", CHECK], user, env))
     assert Path(got["module"]).is_relative_to(site), got["module"]  # the wheel, not the clone
     assert got["stages"] == [1, 2, 3]
