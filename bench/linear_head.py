@@ -8,7 +8,7 @@ padding and strides) translation-equivariant, and the global average pool then s
 positions, so the linear map it can express weighs every pixel of a channel nearly alike. This
 trains the same zero-ReLU ResNet-20 twice, same data, recipe and seed: with its global average
 pool, and with the pool replaced by a flatten of the last 64x7x7 map (a full linear read-out).
-Measured (README, Fidelity): with its own pool head it reaches 78.5 % on this recipe, so the
+Measured (docs/fidelity.md): with its own pool head it reaches 78.5 % on this recipe, so the
 head was not the cause; the fidelity table's short teacher-initialised stages were.
 
     .venv/bin/python bench/linear_head.py            # 5,000 images, 15 epochs, batch 32

@@ -6,9 +6,12 @@ content key hashes its config, so changing any field here means new work, never 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
+
+from .catalog import DATASETS, GLOBAL, GRANULARITIES, INITS, METHODS, MODELS, PRUNINGS, RELAXED
 
 
 @dataclass(frozen=True)
@@ -81,7 +84,7 @@ class Stage3Config:
     beta: float = 1000.0  # post-activation (attention transfer) weight
     # Crops and flips of the training images, as the teacher had. A student with few ReLUs is
     # nearly linear and cannot learn their invariance: on Fashion-MNIST at 1 % it reached
-    # 77 % test with them and 82 % without (README, Fidelity).
+    # 77 % test with them and 82 % without (docs/fidelity.md).
     augment: bool = True
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(epochs=240, lr=0.01))
 
@@ -134,23 +137,17 @@ class ConfigError(ValueError):
 
 
 def choices(kind: str) -> tuple[str, ...]:
-    """What exists for a choice field, read from the stage module that defines it (imported
-    here lazily: those modules import this one)."""
+    """What exists for a choice field (stages.catalog names them, torch-free)."""
     from .allocation import ALLOCATIONS
-    from .data import DATASETS
-    from .models import MODELS
-    from .partial_relu import GRANULARITIES
-    from .pruning import PRUNINGS
-    from .stage2 import GLOBAL, INITS, METHODS
 
     return {
-        "model": tuple(sorted(MODELS)),
-        "dataset": tuple(DATASETS),
-        "pruning": tuple(PRUNINGS),
+        "model": MODELS,
+        "dataset": DATASETS,
+        "pruning": PRUNINGS,
         "allocation": (*ALLOCATIONS, GLOBAL),  # global: SNL's, only with method snl
-        "granularity": tuple(GRANULARITIES),
-        "method": tuple(METHODS),
-        "init": tuple(INITS),
+        "granularity": GRANULARITIES,
+        "method": METHODS,
+        "init": INITS,
     }[kind]
 
 
@@ -253,3 +250,31 @@ def check(cfg: Any) -> None:
             problem = rule.problem(item)
             if problem:
                 raise ConfigError(f.name, problem, item)
+
+
+# --- the stage-2 rules between fields (here, torch-free: sweep files are checked by them) ---
+
+
+def check_combination(cfg: Stage2Config) -> None:
+    """The stage-2 rules between fields (sweep files are checked by them too)."""
+    if cfg.method in RELAXED and cfg.granularity != "pixel":
+        problem = f"{cfg.method} searches one alpha per position; use pixel"
+        raise ConfigError("granularity", problem, cfg.granularity)
+    if cfg.allocation == GLOBAL and cfg.method != "snl":
+        raise ConfigError("allocation", "global is SNL's own; only with method snl", GLOBAL)
+
+
+def canonical(cfg: Stage2Config) -> Stage2Config:
+    """The one config for equal work, so equal work gets one content key: SNL spends one
+    global budget from the teacher's weights (allocation and init do not apply), and at budget
+    0 (the linearised network) there is no mask to search."""
+    if cfg.budget == 0:
+        base = dataclasses.replace(Stage2Config(), allocation="uniform")
+        search = ("allocation", "granularity", "method", "score_momentum", "freeze")
+        snl = ("snl_lr", "snl_alpha_lr", "snl_lambda", "snl_growth", "snl_threshold")
+        return dataclasses.replace(cfg, **{k: getattr(base, k) for k in search + snl})
+    if cfg.method == "snl":
+        return dataclasses.replace(cfg, allocation=GLOBAL, init="teacher")
+    if cfg.method == "alpha":
+        return dataclasses.replace(cfg, init="teacher")
+    return cfg

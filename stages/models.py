@@ -12,6 +12,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from . import catalog
 from .partial_relu import PartialReLU
 
 
@@ -183,6 +184,9 @@ MODELS: dict[str, Callable[[int, int], nn.Module]] = {
     "wrn22_8": lambda nc, ic: WideResNet(22, 8, nc, ic),
     "vgg16_bn": lambda nc, ic: VGG(VGG16_BLOCKS, nc, ic),
 }
+
+
+assert tuple(sorted(MODELS)) == catalog.MODELS, "stages.catalog.MODELS names every model"
 
 
 def build_model(name: str, num_classes: int = 10, in_channels: int = 3) -> nn.Module:

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-GRANULARITIES = ("pixel", "channel")
+from .catalog import GRANULARITIES
 
 
 class _FloorMax(torch.autograd.Function):

@@ -9,9 +9,10 @@ from typing import Any
 
 from .allocation import check_budget
 from .artifacts import content_key
-from .config import Stage1Config, Stage2Config, Stage3Config, StageResult, check
+from .catalog import INPUT_SHAPES, relu_total
+from .config import Stage1Config, Stage2Config, Stage3Config, StageResult, canonical, check
 from .stage1 import run_stage1
-from .stage2 import canonical, check_config, run_stage2
+from .stage2 import check_config, run_stage2
 from .stage3 import run_stage3
 from .store import Store
 from .train import EpochCallback
@@ -80,21 +81,8 @@ def validate(s1: Stage1Config, s2: Stage2Config, s3: Stage3Config) -> None:
     """What stages 2 and 3 would refuse after stage 1 has trained, refused now: BudgetError for
     a budget outside [0, the model's ReLU count], ConfigError (a ValueError) for a value outside
     its rule (stages.config.RULES) or a stage-2 combination that cannot run."""
-    from .data import INPUT_SHAPES
-
     check(s1)
     check_config(s2)
     check(s3)
     if s1.data.dataset in INPUT_SHAPES:  # an unknown dataset is load_data's error to raise
         check_budget(s2.budget, relu_total(s1.model, s1.data.dataset, s1.include_stem))
-
-
-def relu_total(model: str, dataset: str, include_stem: bool = True) -> int:
-    """The all-ReLU count of `model` on `dataset`'s images, computed by tracing a forward pass."""
-    from .data import INPUT_SHAPES
-    from .models import build_model
-    from .partial_relu import relu_layers
-
-    channels, size = INPUT_SHAPES[dataset]
-    layers = relu_layers(build_model(model, 10, channels), size, channels, include_stem)
-    return sum(layer.count for layer in layers)

@@ -18,9 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .allocation import allocate
+from .catalog import PRUNINGS
 from .train import autocast
-
-PRUNINGS = ("oneshot", "iterative")
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 

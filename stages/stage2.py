@@ -9,7 +9,7 @@ ce_weight * CE + (1 - ce_weight) * KD_tau while a search decides its masks:
   `freeze` of the epochs the mask stays fixed while the weights adapt.
 - `activation-ema`: the same anneal on |a_T - x_S| (teacher post-activation against the
   student's pre-activation, so a kept position scores the damage its ReLU prevents); it chose
-  worse positions than taylor-ema on Fashion-MNIST (README, Fidelity).
+  worse positions than taylor-ema on Fashion-MNIST (docs/fidelity.md).
 - `activation`: the method note's per-epoch top-r_l of sum |a_T - a_S| (post-activations),
   kept as a named variant.
 - `scores`: trainable real-valued scores per position, top-r_l with a straight-through gradient.
@@ -20,7 +20,6 @@ The (weights, mask) pair with the best validation accuracy is kept (SNL: its fin
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +27,14 @@ import torch
 import torch.nn.functional as F
 
 from .allocation import allocate, check_budget
-from .config import ConfigError, Stage2Config, StageResult, check
+from .catalog import GLOBAL, RELAXED
+from .config import Stage2Config, StageResult, check, check_combination
 from .losses import kd_loss
 from .partial_relu import PartialReLU, model_relu_count
 from .search import ANNEALED, AnnealedSearch, EpochSearch
 from .snl import SNLSearch
 from .stage1 import build_from_meta, data_config, finished_meta, load_teacher
 from .train import EpochCallback, Timer, commit, context, fit
-
-METHODS = ("taylor-ema", "activation-ema", "activation", "scores", "snl", "alpha")
-RELAXED = ("snl", "alpha")  # SNL's L1-relaxed alphas: from the teacher's weights, Adam
-INITS = ("random", "teacher")
-GLOBAL = "global"  # SNL's allocation: one budget over all layers
 
 
 def check_config(cfg: Stage2Config) -> None:
@@ -48,31 +43,6 @@ def check_config(cfg: Stage2Config) -> None:
     choices are stages.config's rules; the rules between fields are `check_combination`'s."""
     check(cfg)
     check_combination(cfg)
-
-
-def check_combination(cfg: Stage2Config) -> None:
-    """The stage-2 rules between fields (sweep files are checked by them too)."""
-    if cfg.method in RELAXED and cfg.granularity != "pixel":
-        problem = f"{cfg.method} searches one alpha per position; use pixel"
-        raise ConfigError("granularity", problem, cfg.granularity)
-    if cfg.allocation == GLOBAL and cfg.method != "snl":
-        raise ConfigError("allocation", "global is SNL's own; only with method snl", GLOBAL)
-
-
-def canonical(cfg: Stage2Config) -> Stage2Config:
-    """The one config for equal work, so equal work gets one content key: SNL spends one
-    global budget from the teacher's weights (allocation and init do not apply), and at budget
-    0 (the linearised network) there is no mask to search."""
-    if cfg.budget == 0:
-        base = dataclasses.replace(Stage2Config(), allocation="uniform")
-        search = ("allocation", "granularity", "method", "score_momentum", "freeze")
-        snl = ("snl_lr", "snl_alpha_lr", "snl_lambda", "snl_growth", "snl_threshold")
-        return dataclasses.replace(cfg, **{k: getattr(base, k) for k in search + snl})
-    if cfg.method == "snl":
-        return dataclasses.replace(cfg, allocation=GLOBAL, init="teacher")
-    if cfg.method == "alpha":
-        return dataclasses.replace(cfg, init="teacher")
-    return cfg
 
 
 def layer_budgets(cfg: Stage2Config, stage1_meta: dict[str, Any]) -> dict[str, int]:

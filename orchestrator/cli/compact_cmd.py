@@ -4,8 +4,8 @@ file (orchestrator.records.compact), under the workdir's lock, without running a
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from orchestrator.cli.target import add_target, resolve_target
 from orchestrator.errors import UserError
 
 
@@ -18,7 +18,7 @@ def add_compact(sub: argparse._SubParsersAction) -> None:
         "one per stage execution. Atomic: a reader at any moment sees every record once. "
         "`senet run` does this itself at its end for partitions with many records.",
     )
-    p.add_argument("workdir", type=Path, metavar="WORKDIR", help="a sweep's workdir")
+    add_target(p)
     p.add_argument("--sweep", metavar="NAME", help="only this sweep's records")
     p.set_defaults(func=cmd_compact)
 
@@ -28,6 +28,7 @@ def cmd_compact(args: argparse.Namespace) -> int:
     from orchestrator.records.write import results_dir
     from orchestrator.run.lock import workdir_lock
 
+    resolve_target(args)
     if not args.workdir.is_dir():
         raise UserError(f"{args.workdir}: no such workdir")
     if not results_dir(args.workdir).is_dir():

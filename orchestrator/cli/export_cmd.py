@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from orchestrator.cli.target import add_target, add_target_overrides, resolve_target
 from orchestrator.errors import UserError
 
 EPILOG = """\
@@ -34,8 +35,9 @@ def add_export(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("workdir", type=Path, metavar="WORKDIR", help="a sweep's workdir")
+    add_target(p, overrides=False)
     p.add_argument("out", type=Path, metavar="OUT", help="folder to write the exports to")
+    add_target_overrides(p)
     p.add_argument(
         "--best-per-budget", action="store_true", help="the best val_acc per (sweep, budget)"
     )
@@ -49,6 +51,7 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 def cmd_export(args: argparse.Namespace) -> int:
     from orchestrator.analysis.export import export_best_per_budget, export_keys
 
+    resolve_target(args)
     if not args.best_per_budget and not args.key:
         raise UserError("say what to export: --best-per-budget, or --key KEY ...")
     if not (args.workdir / "store").is_dir():

@@ -13,7 +13,7 @@ DESCRIPTION = """\
 SENet ReLU-budget sweeps: measure per-layer ReLU sensitivity, search where the ReLUs go,
 and fine-tune by distillation, for many budgets and distillation settings at once.
 
-Start here:  senet validate sweeps/demo.toml   then   senet run sweeps/demo.toml
+Start here:  senet init   (writes demo.toml)   then   senet validate demo.toml, senet run demo.toml
 Debug path:  senet pipeline --model resnet20 --dataset digits --budget 2000
 """
 
@@ -94,6 +94,12 @@ def _add_sweep_commands(sub: argparse._SubParsersAction) -> None:
     add_run(sub)
 
 
+def _add_init(sub: argparse._SubParsersAction) -> None:
+    from orchestrator.cli.init_cmd import add_init
+
+    add_init(sub)
+
+
 def _add_slurm(sub: argparse._SubParsersAction) -> None:
     from orchestrator.cli.slurm_cmds import add_slurm_commands
 
@@ -125,6 +131,7 @@ def _add_compact(sub: argparse._SubParsersAction) -> None:
 
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_init,
     _add_sweep_commands,
     _add_relu_count,
     _add_pipeline,

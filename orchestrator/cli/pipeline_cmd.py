@@ -11,11 +11,8 @@ from typing import Any
 
 from orchestrator.errors import UserError
 from stages.allocation import ALLOCATIONS
+from stages.catalog import DATASETS, GRANULARITIES, INITS, METHODS, PRUNINGS
 from stages.config import Stage1Config, Stage2Config, Stage3Config
-from stages.data import DATASETS
-from stages.partial_relu import GRANULARITIES
-from stages.pruning import PRUNINGS
-from stages.stage2 import INITS, METHODS
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from orchestrator.cli.target import add_target, resolve_target
 from orchestrator.errors import UserError
 
 EPILOG = """\
@@ -38,15 +39,13 @@ def add_results(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "results",
         help="query, rank, export and plot the records of sweeps",
-        description="Read the Parquet records under WORKDIR/results and print them as a table,\n"
+        description="Read the Parquet records under WORKDIR/results (of a sweep file: its workdir, its sweep) and print them as a table,\n"
         "CSV or JSON, optionally filtered, reduced to the best run per budget or to the\n"
         "accuracy/ReLU Pareto front, or plotted.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "workdir", type=Path, metavar="WORKDIR", help="a sweep's workdir (holds results/)"
-    )
+    add_target(p)
     p.add_argument("--sweep", default=None, help="only this sweep")
     p.add_argument("--stage", type=int, choices=(1, 2, 3), default=None, help="only this stage")
     p.add_argument(
@@ -88,6 +87,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     from orchestrator.analysis import plot, results, selection
     from orchestrator.analysis.reference import REFERENCES
 
+    resolve_target(args)
     reference = _reference(args.reference, args.plot, REFERENCES)
     if args.plot is not None:
         plot.require_matplotlib()  # before any record is read

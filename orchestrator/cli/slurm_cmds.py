@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from orchestrator.cli.sweep_cmds import add_overrides
+from orchestrator.cli.target import add_target, resolve_target
 from orchestrator.slurm.request import SlurmRequest
 
 
@@ -40,10 +41,10 @@ def add_slurm_commands(sub: argparse._SubParsersAction) -> None:
         "best validation accuracy per budget, and the ETA; with a Slurm submission, the job's "
         "state first.",
     )
-    s.add_argument("workdir", type=Path)
+    add_target(s)
     s.set_defaults(func=cmd_status)
     c = sub.add_parser("cancel", help="cancel a workdir's Slurm job (finished stages are kept)")
-    c.add_argument("workdir", type=Path)
+    add_target(c)
     c.set_defaults(func=cmd_cancel)
 
 
@@ -71,7 +72,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from orchestrator.run.status import local_status
     from orchestrator.slurm.submit import status, submission_exists
 
-    workdir = args.workdir.resolve()
+    workdir = resolve_target(args).resolve()
     if submission_exists(workdir):
         return status(workdir, _printer)
     for line in local_status(workdir):
@@ -82,4 +83,4 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     from orchestrator.slurm.submit import cancel
 
-    return cancel(args.workdir.resolve(), _printer)
+    return cancel(resolve_target(args).resolve(), _printer)

@@ -4,8 +4,8 @@ repair them (orchestrator.run.verify), without running a stage."""
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from orchestrator.cli.target import add_target, resolve_target
 from orchestrator.errors import UserError
 
 
@@ -20,7 +20,7 @@ def add_verify(sub: argparse._SubParsersAction) -> None:
         "stage. Exit status 0: nothing damaged; 1: damage found (and repaired, unless "
         "--dry-run).",
     )
-    p.add_argument("workdir", type=Path, metavar="WORKDIR", help="a sweep's workdir")
+    add_target(p)
     p.add_argument("--dry-run", action="store_true", help="report only; move nothing")
     p.set_defaults(func=cmd_verify)
 
@@ -28,6 +28,7 @@ def add_verify(sub: argparse._SubParsersAction) -> None:
 def cmd_verify(args: argparse.Namespace) -> int:
     from orchestrator.run.verify import verify_workdir
 
+    resolve_target(args)
     if not args.workdir.is_dir():
         raise UserError(f"{args.workdir}: no such workdir")
     report = verify_workdir(args.workdir, repair=not args.dry_run)

@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestrator.spec.sweep import Sweep
 from stages.artifacts import content_key, jsonable
-from stages.stage2 import canonical
+from stages.config import canonical
 from stages.store import Store
 
 

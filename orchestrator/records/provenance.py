@@ -10,8 +10,15 @@ through `slurm_task`, from submitit's JobEnvironment.
 from __future__ import annotations
 
 import os
+import subprocess
 from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from typing import Any
+
+PACKAGE = "senet-sweep"
+# The folder that holds the orchestrator package: a source checkout's root, or site-packages.
+TREE = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
@@ -70,3 +77,34 @@ def build_provenance(
         "optuna_study": optuna_study,
         "optuna_trial": optuna_trial,
     }
+
+
+def code_version(tree: Path = TREE) -> str:
+    """The package's version from its metadata, plus `+git.<describe>` only when the code
+    runs from its own source checkout (git's toplevel is the tree holding the package): an
+    installed wheel inside the user's own repository must not record the user's commit."""
+    try:
+        v = version(PACKAGE)
+    except PackageNotFoundError:  # the source tree on sys.path, never installed
+        v = "unknown"
+    top = _git(tree, "rev-parse", "--show-toplevel")
+    if top is None or Path(top).resolve() != tree.resolve():
+        return v
+    described = _git(tree, "describe", "--always", "--dirty")
+    return f"{v}+git.{described}" if described else v
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    """git's one-line answer in `cwd`, or None (no git, not a repository, too slow)."""
+    try:
+        out = subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

@@ -7,7 +7,6 @@ nullable columns and bump SCHEMA_VERSION.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -182,29 +181,3 @@ def row_without_artifact(
         "optuna_study": provenance.get("optuna_study"),
         "optuna_trial": provenance.get("optuna_trial"),
     }
-
-
-def code_version() -> str:
-    """The git commit of the code (with -dirty), or the package version outside a checkout."""
-    import subprocess
-
-    here = Path(__file__).resolve().parent
-    try:
-        out = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            cwd=here,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
-        )
-        if out.returncode == 0 and out.stdout.strip():
-            return out.stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("senet-sweep")
-    except PackageNotFoundError:
-        return "unknown"

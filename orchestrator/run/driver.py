@@ -12,13 +12,14 @@ import datetime as dt
 import os
 import secrets
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from orchestrator.plan.plan import Node, Plan, build_plan
-from orchestrator.records.schema import code_version
+from orchestrator.records.provenance import code_version
 from orchestrator.records.write import reconcile_records
 from orchestrator.run.lock import workdir_lock
 from orchestrator.run.loggers import check_loggers, logger_callbacks
@@ -65,15 +66,24 @@ def _check_reachable(address: str, source: str, timeout: float = 5.0) -> None:
 
 def connect(address: str | None) -> bool:
     """Join `address` (or RAY_ADDRESS) or start a private local Ray. True when we started it."""
-    import ray
-
-    if ray.is_initialized():
+    loaded = sys.modules.get("ray")
+    if loaded is not None and loaded.is_initialized():
         return False
     source = "--address"
     if address is None and os.environ.get("RAY_ADDRESS"):
         address, source = os.environ["RAY_ADDRESS"], "RAY_ADDRESS"
     if address and address not in ("local", "auto"):
         _check_reachable(address, source)
+    # Ray's import and start take seconds (more on a busy machine): say what the wait is for.
+    joining = bool(address) and address != "local"
+    what = (
+        f"joining Ray at {address}"
+        if joining
+        else f"starting a local Ray ({os.cpu_count() or 1} CPUs)"
+    )
+    print(f"{what}: waiting for it to answer ...", flush=True)
+    import ray
+
     os.environ.pop("RAY_ADDRESS", None)  # never let a stale value reach ray.init
     common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}
     common["logging_level"] = "ERROR"

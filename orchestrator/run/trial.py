@@ -12,7 +12,7 @@ provenance extras (the Optuna trial).
 Its module imports nothing heavy (no torch, no plan): a new trial actor imports this module
 before Tune counts it as started, and with reuse_actors Tune hands a finished trial's actor to
 a staged trial in place of one still starting. An actor whose start outlasts a stage therefore
-never starts, and a sweep of short stages runs one trial at a time (bench/scale.py, README).
+never starts, and a sweep of short stages runs one trial at a time (bench/scale.py, docs/benchmarks.md).
 """
 
 from __future__ import annotations

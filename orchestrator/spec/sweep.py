@@ -23,6 +23,7 @@ from orchestrator.spec.optuna_settings import OptunaSettings, optuna_settings
 from orchestrator.spec.overrides import apply_overrides, blame, parse_overrides
 from orchestrator.spec.schema import SchemaError
 from stages.allocation import BudgetError
+from stages.catalog import missing_extra, needs_root, relu_total, root_hint
 from stages.config import (
     ConfigError,
     DataConfig,
@@ -30,9 +31,8 @@ from stages.config import (
     Stage1Config,
     Stage2Config,
     Stage3Config,
+    check_combination,
 )
-from stages.data import needs_root, root_hint
-from stages.stage2 import check_combination
 
 _OPTIM = {f.name for f in dataclasses.fields(OptimConfig)}
 
@@ -98,8 +98,6 @@ def parse_sweep(
     """Validate a parsed sweep document (schema first, then what needs the model: budgets,
     data folders). Raises SchemaError (one line) on the first problem. `find_data=False`
     leaves the data folder to the loader (`senet pipeline`: its message lists the files)."""
-    from stages.pipeline import relu_total
-
     f = schema.parse(doc)
     top, mode = f.sweep, f.search.mode
     count, cap = schema.executions(f), f.resources.max_executions
@@ -124,6 +122,8 @@ def parse_sweep(
         raise SchemaError(
             "sweep", "budgets", "empty list, so the grid is empty; give one budget at least", []
         )
+    if needs := missing_extra(top.dataset):  # before Ray starts, not in every trial
+        raise SchemaError("sweep", "dataset", needs, top.dataset)
     data_root = _data_root(top.dataset, top.data_root, find_data)
     total = relu_total(top.model, top.dataset, top.include_stem)
     budgets = []
@@ -246,12 +246,15 @@ def _grid(table: dict[str, Any], base: Any, axes: bool = True) -> list[Any]:
 
 
 def load_sweep(
-    path: Path | str, workdir: Path | None = None, overrides: Sequence[str] = ()
+    path: Path | str,
+    workdir: Path | None = None,
+    overrides: Sequence[str] = (),
+    find_data: bool = True,
 ) -> Sweep:
     """Read and validate a sweep file with `overrides` (`stage3.tau=[2.0,4.0]`, see
     spec/overrides.py) set in it; every problem is one SweepError line prefixed by the file,
     or by the override it is about. At most MAX_FILE_BYTES + 1 bytes are read, so /dev/zero
-    is refused at once."""
+    is refused at once. `find_data=False`: the data folder need not exist (reading records)."""
     path = Path(path)
     changes = parse_overrides(overrides)  # a malformed one is refused before the file is read
     try:
@@ -281,7 +284,7 @@ def load_sweep(
         raise SweepError(f"{path}: not valid TOML: arrays or tables nested too deeply") from None
     doc = apply_overrides(doc, changes)
     try:
-        sweep = parse_sweep(doc, path, workdir)
+        sweep = parse_sweep(doc, path, workdir, find_data)
     except SchemaError as e:
         if (culprit := blame(e, changes)) is not None:
             raise SweepError(f"override {culprit.text}: {e}") from None
@@ -293,11 +296,14 @@ def load_sweep(
 
 
 def load_or_fail(
-    path: Path | str, workdir: Path | None = None, overrides: Sequence[str] = ()
+    path: Path | str,
+    workdir: Path | None = None,
+    overrides: Sequence[str] = (),
+    find_data: bool = True,
 ) -> Sweep:
     """`load_sweep` for the commands: a bad file or override is a UserError, which `senet`
     prints as one line with exit status 2 before anything starts."""
     try:
-        return load_sweep(path, workdir, overrides)
+        return load_sweep(path, workdir, overrides, find_data)
     except SweepError as e:
         raise UserError(str(e)) from None

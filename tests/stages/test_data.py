@@ -15,14 +15,8 @@ import torch
 from PIL import Image
 
 import stages.data as data_mod
-from stages.data import (
-    DataNotFoundError,
-    Split,
-    default_root,
-    load_data,
-    needs_root,
-)
-from stages.idx import IDX_DATASETS
+from stages.catalog import IDX_DATASETS, default_root, needs_root, user_data_dir
+from stages.data import DataNotFoundError, Split, load_data
 
 
 def _keyed(s: Split) -> list[bytes]:
@@ -62,7 +56,7 @@ def test_digits_splits_partition_the_data_and_follow_the_seed() -> None:
 
 def test_digits_without_sklearn_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "sklearn.datasets", None)
-    with pytest.raises(ImportError, match="pip install scikit-learn"):
+    with pytest.raises(ImportError, match=r"pip install 'senet-sweep\[demo\]'"):
         load_data("digits")
 
 
@@ -431,7 +425,16 @@ def test_default_root_is_read_when_no_root_is_given(
 
 def test_official_default_folders() -> None:
     assert str(IDX_DATASETS["fashion-mnist"].default) == "/usr/share/datasets/fashion-mnist"
-    assert IDX_DATASETS["mnist"].default == Path(data_mod.__file__).parents[1] / "data" / "mnist"
+    # A user data folder, never the package's own (site-packages, once installed).
+    assert IDX_DATASETS["mnist"].default == user_data_dir() / "mnist"
+    assert Path(data_mod.__file__).parent not in IDX_DATASETS["mnist"].default.parents
+
+
+def test_user_data_dir_follows_xdg(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    assert user_data_dir() == tmp_path / "senet-sweep"
+    monkeypatch.delenv("XDG_DATA_HOME")
+    assert user_data_dir() == Path.home() / ".local" / "share" / "senet-sweep"
 
 
 def _check_real(name: str, train_counts: list[int], test_counts: list[int]) -> None:
@@ -458,7 +461,9 @@ def test_real_fashion_mnist() -> None:
     _check_real("fashion-mnist", [6000] * 10, [1000] * 10)  # balanced by construction
 
 
-@pytest.mark.skipif(default_root("mnist") is None, reason="no data/mnist: run `make data`")
+@pytest.mark.skipif(
+    default_root("mnist") is None, reason="no MNIST in the user data folder: run `make data`"
+)
 def test_real_mnist() -> None:
     # MNIST's published class counts (LeCun et al.): its classes are not balanced.
     train = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]

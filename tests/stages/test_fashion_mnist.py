@@ -9,9 +9,9 @@ from typing import TypeVar
 
 import pytest
 
+from stages.catalog import default_root, relu_total
 from stages.config import DataConfig, Stage1Config, Stage2Config, Stage3Config
-from stages.data import default_root
-from stages.pipeline import relu_total, run_pipeline
+from stages.pipeline import run_pipeline
 
 pytestmark = pytest.mark.skipif(
     default_root("fashion-mnist") is None,

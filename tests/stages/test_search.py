@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from stages.artifacts import WEIGHTS, content_key, load_state, read_meta
-from stages.config import DataConfig, OptimConfig, Stage1Config, Stage2Config
+from stages.config import DataConfig, OptimConfig, Stage1Config, Stage2Config, canonical
 from stages.partial_relu import PartialReLU, model_relu_count, partial_relus
 from stages.search import AnnealedSearch
 from stages.stage1 import build_from_meta, run_stage1
-from stages.stage2 import canonical, run_stage2
+from stages.stage2 import run_stage2
 
 CPU = torch.device("cpu")
 

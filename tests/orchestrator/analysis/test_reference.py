@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator.analysis.reference import REFERENCES
-from stages.data import DATASETS
+from stages.catalog import DATASETS
 from stages.models import MODELS, build_model
 from stages.partial_relu import relu_layers
 

@@ -3,11 +3,19 @@ provenance field landing in its record column, for committed and uncommitted exe
 
 from __future__ import annotations
 
+import subprocess
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-from orchestrator.records.provenance import SlurmTask, build_provenance, slurm_task
+from orchestrator.records.provenance import (
+    PACKAGE,
+    SlurmTask,
+    build_provenance,
+    code_version,
+    slurm_task,
+)
 from orchestrator.records.read import read_records
 from orchestrator.records.schema import SCHEMA
 from orchestrator.records.write import write_committed, write_uncommitted
@@ -80,3 +88,19 @@ def test_every_provenance_field_reaches_a_failed_record(
         "b",
         3000,
     )
+
+
+def test_code_version_is_the_package_version_plus_git_only_in_its_own_checkout(
+    tmp_path: Path,
+) -> None:
+    package = version(PACKAGE)
+    here = code_version()  # this clone: its own git toplevel
+    assert here.startswith(f"{package}+git.") and len(here) > len(package) + 5
+    # An installed package inside the user's own repository: that repository's commit is
+    # not the code's version.
+    repo = tmp_path / "user-project"
+    site = repo / ".venv" / "lib" / "site-packages"
+    site.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    assert code_version(site) == package
+    assert code_version(tmp_path) == package  # no repository at all (tmp_path is not one)

@@ -13,7 +13,7 @@ import pytest
 from orchestrator.cli.main import main
 from orchestrator.spec.schema import MAX_FILE_BYTES
 from orchestrator.spec.sweep import load_sweep
-from stages.pipeline import relu_total
+from stages.catalog import relu_total
 
 BASE = '[sweep]\nmodel = "resnet20"\ndataset = "digits"\nbudgets = [1000]\n'
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
 from orchestrator.errors import SweepError
 from orchestrator.spec.sweep import load_sweep, parse_sweep
-from stages.pipeline import relu_total
+from stages.catalog import relu_total
 
 BASE = {"sweep": {"model": "resnet20", "dataset": "digits", "budgets": [1000]}}
 
@@ -78,6 +79,18 @@ def test_bad_input_is_one_line_naming_the_key(sections: dict, needle: str) -> No
         parse_sweep(_doc(**sections))
     assert needle in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_digits_without_scikit_learn_is_one_line_saying_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "sklearn", None)  # as if the demo extra were absent
+    with pytest.raises(SweepError) as info:
+        parse_sweep(_doc())
+    line = str(info.value)
+    assert "[sweep] dataset: digits needs scikit-learn: pip install 'senet-sweep[demo]'" in line
+    assert "\n" not in line
+    parse_sweep(_doc(sweep={"dataset": "synthetic"}))  # other datasets do not need it
 
 
 def test_a_stage_resource_table_overrides_the_common_one_key_by_key() -> None:
