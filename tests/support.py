@@ -224,3 +224,17 @@ def wait_while_running(
         if time.monotonic() > deadline:
             pytest.fail(f"no {what} within {limit:.0f} s:\n{log.read_text()[-3000:]}")
         time.sleep(poll)
+
+
+def tune_reports(work: Path, key: str) -> list[tuple[int, int]]:
+    """(pid, epoch) of every per-epoch result Tune logged for the trial of `key`, in order:
+    which process ran which epoch, across a retry."""
+    import json
+
+    rows = []
+    for path in sorted((work / "tune").rglob("result.json")):
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            if row.get("key") == key and "epoch" in row and not row.get("stage_done"):
+                rows.append((int(row["pid"]), int(row["epoch"])))
+    return rows

@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import wait_while_running, write_sweep
+from support import tune_reports, wait_while_running, write_sweep
 
 from orchestrator.plan.plan import build_plan
 from orchestrator.records.read import read_records
@@ -75,17 +75,6 @@ def _running_pid(work: Path, key: str) -> int | None:
 def _kill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):  # gone with its node already
         os.kill(pid, signal.SIGKILL)
-
-
-def _reports(work: Path, key: str) -> list[tuple[int, int]]:
-    """(pid, epoch) of every per-epoch result Tune logged for the trial of `key`, in order."""
-    rows = []
-    for path in sorted((work / "tune").rglob("result.json")):
-        for line in path.read_text().splitlines():
-            row = json.loads(line)
-            if row.get("key") == key and "epoch" in row and not row.get("stage_done"):
-                rows.append((int(row["pid"]), int(row["epoch"])))
-    return rows
 
 
 @pytest.mark.slow
@@ -152,7 +141,7 @@ def test_a_dying_worker_node_resumes_its_stage_from_the_epoch_checkpoint(
     # reports, and a report in flight is lost with the node, so a <= its last checkpoint);
     # the retry, another process, started right after that checkpoint, not at epoch 1, and
     # reported every epoch from there to the end.
-    reports = _reports(work, n1.key)
+    reports = tune_reports(work, n1.key)
     first = [e for p, e in reports if p == pid]
     second = [e for p, e in reports if p != pid]
     assert len({p for p, _ in reports if p != pid}) == 1, reports

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import subprocess_env, wait_while_running, write_sweep
+from support import subprocess_env, tune_reports, wait_while_running, write_sweep
 
 from orchestrator.records.read import read_records
 from orchestrator.records.write import results_dir
@@ -129,17 +129,6 @@ def _on_a_worker_host(work: Path) -> dict | None:
     return None
 
 
-def _reports(work: Path, key: str) -> list[tuple[int, int]]:
-    """(pid, epoch) of every per-epoch result Tune logged for the trial of `key`, in order."""
-    rows = []
-    for path in sorted((work / "tune").rglob("result.json")):
-        for line in path.read_text().splitlines():
-            row = json.loads(line)
-            if row.get("key") == key and "epoch" in row and not row.get("stage_done"):
-                rows.append((int(row["pid"]), int(row["epoch"])))
-    return rows
-
-
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_a_host_lost_mid_sweep(tmp_path: Path) -> None:
@@ -198,7 +187,7 @@ def test_a_host_lost_mid_sweep(tmp_path: Path) -> None:
         assert len(mine) == 1 and mine[0]["hostname"] not in (lost_host, None)
         # The retry, another process on another host, started after the checkpoint of the
         # frozen attempt, not at epoch 1, and reported every epoch from there to the end.
-        reports = _reports(work, key)
+        reports = tune_reports(work, key)
         second = [e for p, e in reports if p != int(running["pid"])]
         assert second == list(range(at_death + 1, LOST_EPOCHS + 1)), (at_death, reports)
         # Slurm's view: the host is DOWN, said by `senet status` as by sinfo.
