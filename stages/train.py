@@ -34,6 +34,23 @@ StepLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Optimizer = tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]
 
 
+DEVICE_TYPES = ("cpu", "cuda")
+
+
+def device_problem(requested: str) -> str | None:
+    """Why `requested` names no device a stage can train on (auto | cpu | cuda | cuda:N), or
+    None; asked before Ray starts, so a typo is one line and never a `failed` record."""
+    if requested == "auto":
+        return None
+    try:
+        kind = torch.device(requested).type
+    except (RuntimeError, ValueError):
+        kind = None
+    if kind not in DEVICE_TYPES:
+        return f"must be auto, cpu, cuda or cuda:N (got {requested!r})"
+    return None
+
+
 def pick_device(requested: str = "auto") -> torch.device:
     """CUDA when present (or asked for), CPU otherwise."""
     if requested == "auto":

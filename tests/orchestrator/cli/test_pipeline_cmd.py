@@ -89,3 +89,15 @@ def test_no_augment_reaches_stages_2_and_3_only(flag: list[str], augment: bool) 
     s1, s2, s3 = configs(p.parse_args(["--budget", "3000", *flag]))
     assert (s2.augment, s3.augment) == (augment, augment)
     assert not hasattr(s1, "augment")  # the teacher always trains on augmented images
+
+
+def test_a_bogus_device_is_one_line_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = tmp_path / "w"
+    assert main(["pipeline", "--budget", "3000", "--workdir", str(work), "--device", "bogus"]) == 2
+    out, err = capsys.readouterr()
+    assert (
+        err == "senet pipeline: error: --device: must be auto, cpu, cuda or cuda:N (got 'bogus')\n"
+    )
+    assert out == "" and not work.exists()

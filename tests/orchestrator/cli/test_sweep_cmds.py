@@ -188,3 +188,16 @@ def test_validate_list_prints_every_planned_execution_in_plan_order(
             assert {"tau=2.0", "optim.lr=0.02", "optim.epochs=1"} <= set(words)
             assert not any(w.startswith("gamma=") for w in words)
     assert len(lines) == 1 + 2 + 2
+
+
+@pytest.mark.parametrize("device", ["bogus", "mps", "cuda:x"])
+def test_run_checks_the_device_before_ray_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], device: str
+) -> None:
+    path = write_sweep(tmp_path / "s.toml", tmp_path / "work")
+    assert main(["run", str(path), "--device", device]) == 2
+    out, err = capsys.readouterr()
+    assert (
+        err == f"senet run: error: --device: must be auto, cpu, cuda or cuda:N (got {device!r})\n"
+    )
+    assert not (tmp_path / "work").exists()  # no workdir made, no Ray, no `failed` record

@@ -4,6 +4,7 @@ size, file size) are refused in well under a second. No Ray, no training."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from orchestrator.cli.main import main
 from orchestrator.spec.schema import MAX_FILE_BYTES
 from orchestrator.spec.sweep import load_sweep
+from stages.config import OptimConfig, Stage1Config, Stage2Config, Stage3Config
 from stages.pipeline import relu_total
 
 BASE = '[sweep]\nmodel = "resnet20"\ndataset = "digits"\nbudgets = [1000]\n'
@@ -100,6 +102,47 @@ SWEEP_CASES = [  # a [sweep] key replaced (or added) in BASE
 ]
 
 
+def _float_keys() -> list[tuple[str, str]]:
+    """(section, key) of every float setting a stage section takes."""
+    keys = []
+    for section, cls in (
+        ("stage1", Stage1Config),
+        ("stage2", Stage2Config),
+        ("stage3", Stage3Config),
+    ):
+        for f in dataclasses.fields(cls) + dataclasses.fields(OptimConfig):
+            if f.type in ("float", "tuple[float, ...]"):
+                keys.append((section, f.name))
+    return sorted(set(keys))
+
+
+NON_FINITE = [  # inf passed `lr > 0`, and the model trained on a NaN loss to a `completed` record
+    (
+        f"[{section}]\n{key} = {f'[{v}]' if key == 'milestones' else v}\n",
+        f"[{section}] {key}",
+        "must be a finite number",
+    )
+    for section, key in _float_keys()
+    for v in ("inf", "-inf", "nan")
+]
+FINITE_CASES = [  # numbers the schema accepted that failed after Ray started, or trained on NaN
+    ("val_fraction = nan", "[sweep] val_fraction", "must be a finite number"),
+    ("budgets = [inf]", "[sweep] budgets", "must be a finite number (got inf)"),
+    ("budgets = [nan]", "[sweep] budgets", "must be a finite number"),
+    ("seeds = [1000000000000000000000000000000]", "[sweep] seeds", "below 2^63"),
+    ("seeds = [9223372036854775808]", "[sweep] seeds", "below 2^63"),
+]
+RESOURCE_CASES = [
+    ("[resources]\ncpus = 1e-300\n", "[resources] cpus", "at least 0.0001 (Ray's precision)"),
+    ("[resources]\ncpus = inf\n", "[resources] cpus", "must be a finite number"),
+    ("[resources]\ncpus = 1e200\n", "[resources] cpus", "must be at most 1e+14"),
+    ("[resources.stage2]\ngpus = 0.00001\n", "[resources.stage2] gpus", "at least 0.0001"),
+    ("[resources]\ngpus = nan\n", "[resources] gpus", "must be a finite number"),
+    ("[search]\nseed = 100000000000000000000\n", "[search] seed", "below 2^63"),
+    ("[stage2]\nepochs = 100000000000000000000\n", "[stage2] epochs", "below 2^63"),
+]
+
+
 def _sweep_with(line: str) -> str:
     key = line.split("=")[0].strip()
     kept = [x for x in BASE.splitlines() if not x.startswith(f"{key} =")]
@@ -109,7 +152,8 @@ def _sweep_with(line: str) -> str:
 @pytest.mark.parametrize(
     ("text", "where", "problem"),
     [(BASE + t, w, p) for t, w, p in CASES]
-    + [(_sweep_with(t), w, p) for t, w, p in SWEEP_CASES]
+    + [(_sweep_with(t), w, p) for t, w, p in SWEEP_CASES + FINITE_CASES]
+    + [(BASE + t, w, p) for t, w, p in RESOURCE_CASES + NON_FINITE]
     + [
         ("sweep = 5\n", "[sweep]", "must be a table (got 5)"),
         ('resources = "x"\n' + BASE, "[resources]", "must be a table (got 'x')"),
@@ -261,3 +305,12 @@ def test_the_logging_section_is_accepted(tmp_path: Path) -> None:
     assert sweep.logging.wandb.project == "p" and sweep.logging.mlflow.experiment_name == "e"
     path.write_text(BASE)
     assert load_sweep(path).logging.wandb is None
+
+
+def test_the_smallest_ray_share_and_a_large_seed_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text(
+        _sweep_with(f"seeds = [{2**63 - 1}]") + "[resources]\ncpus = 0.0001\ngpus = 0.0001\n"
+    )
+    sweep = load_sweep(path)
+    assert tuple(sweep.seeds) == (2**63 - 1,)
