@@ -165,6 +165,21 @@ def test_a_failing_stage_is_recorded_and_the_rest_completes(
     assert stage3[(6000, 16.0)]["status"] == "completed"
 
 
+def test_a_diverged_stage_is_recorded_failed_with_the_reason(
+    finished: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Trained for real at a huge (finite) lr, stage 3's loss goes NaN while argmax still
+    gives an accuracy in [0, 1]: the record says `failed` and why, never `completed`."""
+    _, work = finished
+    path = write_sweep(tmp_path / "nan.toml", work, name="nan", budgets=[3000], taus=[4.0])
+    path.write_text(path.read_text().replace("[stage3]\n", "[stage3]\nlr = 1e30\n"))
+    summary = run_sweep(load_sweep(path), printer=_quiet)
+    assert len(summary.failed) == 1
+    (row,) = _by_stage(work, "nan")[3]
+    assert row["status"] == "failed" and row["val_acc"] is None
+    assert "training diverged: epoch 1 loss is nan" in row["error"], row["error"]
+
+
 def test_another_sweep_reusing_the_store_records_reuse(
     finished: tuple[Path, Path], tmp_path: Path
 ) -> None:
