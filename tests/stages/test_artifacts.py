@@ -36,3 +36,17 @@ def test_written_files_follow_the_umask(tmp_path: Path, restore_umask: None, mas
     for path in (tmp_path / "a" / "record.parquet", folder / WEIGHTS, folder / META):
         assert _mode(path) == want, (path, oct(_mode(path)), oct(want))
     assert not list(tmp_path.rglob("*.tmp"))  # no temp file left behind
+
+
+def test_the_one_writer_replaces_a_planted_symlink_and_never_follows_it(tmp_path: Path) -> None:
+    """Every file a run writes in the workdir (store, records, progress, the searcher's Tune
+    state) goes through atomic_write_bytes: a rename replaces a symlink at the path, so one
+    planted in a shared workdir cannot make a run overwrite its target."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    path = tmp_path / "work" / "meta.json"
+    path.parent.mkdir()
+    path.symlink_to(victim)
+    atomic_write_bytes(path, b"{}")
+    assert victim.read_text() == "precious\n"
+    assert not path.is_symlink() and path.read_bytes() == b"{}"
