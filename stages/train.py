@@ -20,12 +20,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .artifacts import load_state, save_artifact, save_state
+from .artifacts import save_artifact, save_state
 from .config import DataConfig, OptimConfig, StageResult
 from .data import DataBundle, load_data
 from .invariants import check_result
 from .loader import TensorLoader
-from .store import discard_checkpoint
+from .store import discard_checkpoint, load_checkpoint
 
 # Called once per epoch with metrics (epoch, epochs, loss, val_acc, ...): the orchestrator
 # forwards these to Ray Tune; the CLI prints them.
@@ -203,7 +203,7 @@ def fit(
     saved = None
     if checkpoint is not None and checkpoint.exists():
         try:  # a torn or rotten checkpoint must not fail its stage on every rerun
-            saved = load_state(checkpoint, ctx.device)
+            saved = load_checkpoint(checkpoint, ctx.device)
         except torch.OutOfMemoryError:
             raise  # the device, not the file
         except Exception as e:

@@ -3,7 +3,7 @@ repaired, without running a stage.
 
 - every committed artifact: meta.json parses, each file it lists has its recorded size and
   sha256 (the full check that `senet run` does only for what it is about to read);
-- every epoch checkpoint loads;
+- every epoch checkpoint loads and holds what a resume needs;
 - every record file reads as Parquet.
 
 Repairing is what a run would do on meeting the damage: a damaged artifact or checkpoint is
@@ -20,8 +20,8 @@ from pathlib import Path
 
 from orchestrator.records.write import heal_record, record_problem, results_dir
 from orchestrator.run.lock import workdir_lock
-from stages.artifacts import FILES, load_state
-from stages.store import Store, discard_checkpoint, inspect
+from stages.artifacts import FILES
+from stages.store import Store, discard_checkpoint, inspect, load_checkpoint
 
 
 @dataclass
@@ -95,11 +95,10 @@ def _checkpoints(
     for ckpt in store.checkpoints():
         report.checkpoints += 1
         try:
-            load_state(ckpt, "cpu")
+            load_checkpoint(ckpt, "cpu")
         except Exception as e:
-            _found(
-                report, f"{ckpt}: unreadable epoch checkpoint ({type(e).__name__})", repair, printer
-            )
+            detail = " ".join(f"{type(e).__name__}: {e}".split())[:160]
+            _found(report, f"{ckpt}: unreadable epoch checkpoint ({detail})", repair, printer)
             if repair:
                 discard_checkpoint(ckpt, e)
 
