@@ -5,11 +5,13 @@ repaired, without running a stage.
   sha256 (the full check that `senet run` does only for what it is about to read);
 - every epoch checkpoint loads and holds what a resume needs;
 - every record file reads as Parquet with the records' schema;
+- the Optuna journal replays, line by line;
 - every progress file (progress/plan.json, progress/KEY.json) is what `senet status` reads.
 
 Repairing is what a run would do on meeting the damage: a damaged artifact or checkpoint is
 moved to <workdir>/store/quarantine/ (the next `senet run` recomputes it), a damaged record is
-quarantined and rebuilt from the store, a malformed progress file is quarantined (the next run
+quarantined and rebuilt from the store, a damaged Optuna journal keeps its healthy operations (the file is
+quarantined), a malformed progress file is quarantined (the next run
 writes it again). With `repair=False` nothing is moved. Holds the
 workdir's lock, so it never moves a file under a running sweep.
 """
@@ -23,6 +25,7 @@ from pathlib import Path
 from orchestrator.records.write import heal_record, record_problem, results_dir
 from orchestrator.run.lock import workdir_lock
 from orchestrator.run.status import progress_problems
+from orchestrator.search.studies import journal_path, journal_problem, storage
 from stages.artifacts import FILES
 from stages.store import Store, discard_checkpoint, inspect, load_checkpoint, quarantine
 
@@ -60,6 +63,15 @@ def verify_workdir(
         _artifacts(store, report, repair, printer)
         _checkpoints(store, report, repair, printer)
         _records(workdir, store, report, repair, printer)
+        if problem := journal_problem(workdir):
+            _found(
+                report,
+                f"{journal_path(workdir)}: damaged Optuna journal ({problem})",
+                repair,
+                printer,
+            )
+            if repair:
+                storage(workdir)  # heals it
         for path, problem in progress_problems(workdir):
             _found(report, f"{path}: {problem}", repair, printer)
             if repair:

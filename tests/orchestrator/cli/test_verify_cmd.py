@@ -108,3 +108,25 @@ def test_verify_finds_a_checkpoint_that_loads_but_is_not_one(
         in out
     )
     assert not ckpt.exists() and len(list(store.quarantine_dir.iterdir())) == 1
+
+
+def test_verify_finds_and_heals_a_garbled_optuna_journal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import optuna
+
+    from orchestrator.search.studies import journal_path, storage
+
+    work = tmp_path / "work"
+    study = optuna.create_study(study_name="s", storage=storage(work))
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    for _ in range(2):
+        study.tell(study.ask(space), 0.5)
+    path = journal_path(work)
+    path.write_bytes(path.read_bytes() + b"\x00garbage\n")
+    assert main(["verify", str(work), "--dry-run"]) == 1
+    assert f"damaged: {path}: damaged Optuna journal (line " in capsys.readouterr().out
+    assert main(["verify", str(work)]) == 1
+    assert main(["verify", str(work)]) == 0
+    healed = optuna.load_study(study_name="s", storage=storage(work))
+    assert len(healed.trials) == 2
