@@ -50,3 +50,21 @@ def test_the_one_writer_replaces_a_planted_symlink_and_never_follows_it(tmp_path
     atomic_write_bytes(path, b"{}")
     assert victim.read_text() == "precious\n"
     assert not path.is_symlink() and path.read_bytes() == b"{}"
+
+
+def test_a_full_disk_is_one_error_naming_the_file_and_leaves_nothing(tmp_path: Path) -> None:
+    """torch's writer said `unexpected pos N vs M`; now every write of a run says the path
+    and "no space left on device", and no temp file or torn file stays behind."""
+    from support import tmpfs
+
+    from stages.artifacts import DiskFullError, save_state
+
+    mnt = tmp_path / "mnt"
+    with tmpfs(mnt, "64k"):
+        path = mnt / "store" / "stage1" / ".k.ckpt"
+        with pytest.raises(DiskFullError) as e:
+            save_state(path, {"w": torch.zeros(100_000)})
+        assert (
+            str(e.value) == f"{path}: no space left on device; free some and rerun the same command"
+        )
+        assert list(path.parent.iterdir()) == []
