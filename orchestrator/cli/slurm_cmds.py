@@ -70,7 +70,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from the workdir alone."""
     from orchestrator.run.status import local_status
     from orchestrator.slurm.submit import status, submission_exists
+    from orchestrator.spec.paths import check_workdir
 
+    check_workdir(args.workdir)
     workdir = args.workdir.resolve()
     if submission_exists(workdir):
         return status(workdir, _printer)

@@ -23,6 +23,7 @@ from pydantic import create_model as _create_model
 from pydantic_core import PydanticCustomError
 
 from orchestrator.errors import SweepError
+from orchestrator.spec.paths import path_problem
 from stages.config import (
     RULES,
     DataConfig,
@@ -413,13 +414,10 @@ def executions(f: SweepFile) -> int:
 
 
 def workdir_problem(path: Path, write: bool = False) -> str | None:
-    """Why `path` cannot be a workdir (a file, or under one; with `write`, a folder this
-    process cannot write, created if missing), or None."""
-    for p in (path, *path.parents):
-        if p.exists():
-            if not p.is_dir():
-                return f"{p} is a file, not a folder"
-            break
+    """Why `path` cannot be a workdir (a file, under one or in a symlink loop; with `write`,
+    a folder this process cannot write, created if missing), or None."""
+    if problem := path_problem(path, folder=True):
+        return problem
     if write:
         try:
             path.mkdir(parents=True, exist_ok=True)

@@ -243,11 +243,26 @@ def test_a_file_over_1_mb_is_refused_without_reading_it_all(
 ) -> None:
     big = tmp_path / "big.toml"
     big.write_text(BASE + "#" * MAX_FILE_BYTES + "\n")
-    for path in (big, Path("/dev/zero")):
-        start = time.perf_counter()
+    start = time.perf_counter()
+    code, err = _validate(capsys, big)
+    assert time.perf_counter() - start < 1.0
+    assert code == 2 and f"{big}: over 1,000,000 bytes" in _one_line(err)
+
+
+def test_a_sweep_path_that_is_no_regular_file_is_refused_without_reading_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A FIFO as the sweep file hung `senet validate` and `senet run` (nothing ever writes
+    to it); a device is refused the same way, before it is opened."""
+    fifo = tmp_path / "s.toml"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
         code, err = _validate(capsys, path)
-        assert time.perf_counter() - start < 1.0
-        assert code == 2 and f"{path}: over 1,000,000 bytes" in _one_line(err)
+        assert code == 2
+        assert _one_line(err) == (
+            f"senet validate: error: {path}: not a regular file (a FIFO, socket or device); "
+            "give the sweep file itself"
+        )
 
 
 def test_workdir_that_is_a_file_is_refused(
@@ -314,3 +329,18 @@ def test_the_smallest_ray_share_and_a_large_seed_are_accepted(tmp_path: Path) ->
     )
     sweep = load_sweep(path)
     assert tuple(sweep.seeds) == (2**63 - 1,)
+
+
+def test_a_workdir_in_a_symlink_loop_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Path.resolve raised `RuntimeError: Symlink loop` out of validate, run and status."""
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    inside = tmp_path / "loop" / "w"
+    (tmp_path / "s.toml").write_text(_sweep_with(f'workdir = "{inside}"'))
+    commands = [["validate"], ["run"], ["validate", "--workdir", str(inside)]]
+    for argv in [[c[0], str(tmp_path / "s.toml"), *c[1:]] for c in commands] + [
+        ["status", str(inside)]
+    ]:
+        assert main(argv) == 2
+        assert f"{inside} is in a loop of symbolic links" in _one_line(capsys.readouterr().err)
