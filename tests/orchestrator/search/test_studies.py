@@ -121,8 +121,9 @@ def test_tell_records_how_the_trial_ended(
     assert (trial.state, trial.value) == (state, value)
 
 
-def test_the_quota_counts_finished_trials_of_earlier_runs(tmp_path: Path) -> None:
-    path = write_optuna_sweep(tmp_path / "o.toml", tmp_path / "work", trials=2, budgets=[3000])
+def _two_finished(tmp_path: Path, trials: int) -> tuple[Sweep, OptunaSource]:
+    """A per-budget sweep of `trials` trials whose study has finished two."""
+    path = write_optuna_sweep(tmp_path / "o.toml", tmp_path / "work", trials=trials, budgets=[3000])
     sweep = load_sweep(path)
     assert sweep.search.optuna is not None
     first = OptunaSource(sweep, sweep.search.optuna, max_in_flight=2)
@@ -130,6 +131,11 @@ def test_the_quota_counts_finished_trials_of_earlier_runs(tmp_path: Path) -> Non
         item = first.ask()
         assert item is not None
         first.tell(item[1].key, {"val_acc": 0.5}, False)
+    return sweep, first
+
+
+def test_the_quota_counts_finished_trials_of_earlier_runs(tmp_path: Path) -> None:
+    _, first = _two_finished(tmp_path, trials=2)
     assert first.exhausted() and first.ask() is None
     more = load_sweep(
         write_optuna_sweep(tmp_path / "o.toml", tmp_path / "work", trials=3, budgets=[3000])
@@ -327,3 +333,17 @@ def test_a_damaged_journal_heals_when_a_run_opens_it(
     opened.study.tell(opened.study.ask(SPACE), 0.9)  # and the study goes on
     assert journal_problem(tmp_path) is None
     assert finished_counts(tmp_path, ["s"]) == {"s": kept + 1}
+
+
+def test_a_run_opens_its_studies_on_a_garbled_journal_and_keeps_what_finished(
+    tmp_path: Path,
+) -> None:
+    """What `senet run` builds first (OptunaSource): on a journal garbled after two finished
+    trials it goes on from those two instead of failing in Optuna."""
+    sweep, _ = _two_finished(tmp_path, trials=3)
+    assert sweep.search.optuna is not None
+    journal = journal_path(sweep.workdir)
+    journal.write_bytes(journal.read_bytes() + b'{"op_code": 4, "worker_id"\n')
+    second = OptunaSource(sweep, sweep.search.optuna)
+    assert (second.finished, second.trials_left()) == ({"opt-budget3000": 2}, 1)
+    assert second.ask() is not None
