@@ -93,35 +93,38 @@ def _healthy(data: bytes) -> tuple[bytes, int]:
             return b"", 0
 
 
+def _checked(path: Path) -> tuple[Any, str | None]:
+    """(the journal's storage, already replayed: Optuna reads it once; None where damaged,
+    the problem or None)."""
+    if not path.exists():
+        return None, None
+    problem = _whole_lines(path.read_bytes())[1]
+    if problem is not None:
+        return None, problem
+    try:
+        return _replay(path)[0], None
+    except Exception:
+        return None, "its operations do not replay in Optuna"
+
+
 def journal_problem(workdir: Path) -> str | None:
     """What is wrong with the workdir's journal, or None (also when there is none). Reads
     only: `senet verify --dry-run` asks it."""
-    path = journal_path(workdir)
-    if not path.exists():
-        return None
-    problem = _whole_lines(path.read_bytes())[1]
-    if problem is None:
-        try:
-            _replay(path)
-        except Exception:
-            return "its operations do not replay in Optuna"
-    return problem
+    return _checked(journal_path(workdir))[1]
 
 
 def storage(workdir: Path) -> Any:
     """The workdir's journal storage (one file for every study of the workdir), healed first:
     a damaged journal keeps its healthy operations and the file is quarantined (one warning
-    naming it, the damage and the finished trials kept). Call it under the workdir's lock: a writer in
-    another process would lose its appends to the healed copy."""
+    naming it, the damage and the finished trials kept). Call it under the workdir's lock: a
+    writer in another process would lose its appends to the healed copy."""
     path = journal_path(workdir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    problem = journal_problem(workdir)
+    st, problem = _checked(path)
     if problem is None:
-        return _open(path)
+        return st if st is not None else _open(path)
     kept, trials = _healthy(path.read_bytes())
-    reason = (
-        f"{path}: damaged Optuna journal ({problem}); kept the {trials} finished trials before it"
-    )
+    reason = f"{path}: damaged Optuna journal ({problem}); kept the {trials} finished trials"
     quarantine(path, reason, Store.of_workdir(workdir).quarantine_dir, "optuna-journal.log")
     if kept:
         atomic_write_bytes(path, kept)
@@ -133,8 +136,9 @@ def _readable(workdir: Path) -> Iterator[Any]:
     """The journal storage for reading without the lock: a damaged journal is read from a
     private copy of its healthy operations and left as it is."""
     path = journal_path(workdir)
-    if journal_problem(workdir) is None:
-        yield _open(path)
+    st, problem = _checked(path)
+    if problem is None:
+        yield st if st is not None else _open(path)
         return
     with _copy(_healthy(path.read_bytes())[0]) as copy:
         yield _open(copy)

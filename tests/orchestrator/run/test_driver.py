@@ -171,7 +171,8 @@ def test_a_diverged_stage_is_recorded_failed_with_the_reason(
     """Trained for real at a huge (finite) lr, stage 3's loss goes NaN while argmax still
     gives an accuracy in [0, 1]: the record says `failed` and why, never `completed`."""
     _, work = finished
-    path = write_sweep(tmp_path / "nan.toml", work, name="nan", budgets=[3000], taus=[4.0])
+    # budget 6000: the test before this one leaves budget 3000's stage 2 unloadable on purpose
+    path = write_sweep(tmp_path / "nan.toml", work, name="nan", budgets=[6000], taus=[4.0])
     path.write_text(path.read_text().replace("[stage3]\n", "[stage3]\nlr = 1e30\n"))
     summary = run_sweep(load_sweep(path), printer=_quiet)
     assert len(summary.failed) == 1
