@@ -146,6 +146,10 @@ def read_progress(path: Path) -> dict[str, Any] | None:
     return p
 
 
+def _count(data: dict[str, Any], fields: dict[str, Any]) -> int:
+    return sum(k in data for k in fields)
+
+
 def progress_problems(workdir: Path) -> list[tuple[Path, str]]:
     """The progress files `senet status` cannot read whole: (path, problem), for verify."""
     plan_path = progress_path(workdir)
@@ -155,15 +159,10 @@ def progress_problems(workdir: Path) -> list[tuple[Path, str]]:
         if data is None:
             found.append((path, "not a JSON object"))
         elif path == plan_path:
-            nodes = data.get("nodes")
-            bad = plan_nodes(data)[1] if isinstance(nodes, list) else None
-            if (
-                bad is None
-                or bad
-                or len(_typed(data, _PLAN_FIELDS)) < len([k for k in _PLAN_FIELDS if k in data])
-            ):
+            whole = isinstance(data.get("nodes"), list) and not plan_nodes(data)[1]
+            if not whole or len(_typed(data, _PLAN_FIELDS)) < _count(data, _PLAN_FIELDS):
                 found.append((path, "not a run's plan (its nodes or fields are malformed)"))
-        elif len(read_progress(path) or {}) < len([k for k in _PROGRESS_FIELDS if k in data]):
+        elif len(read_progress(path) or {}) < _count(data, _PROGRESS_FIELDS):
             found.append((path, "a progress file with malformed fields"))
     return found
 

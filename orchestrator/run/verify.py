@@ -10,10 +10,10 @@ repaired, without running a stage.
 
 Repairing is what a run would do on meeting the damage: a damaged artifact or checkpoint is
 moved to <workdir>/store/quarantine/ (the next `senet run` recomputes it), a damaged record is
-quarantined and rebuilt from the store, a damaged Optuna journal keeps its healthy operations (the file is
-quarantined), a malformed progress file is quarantined (the next run
-writes it again). With `repair=False` nothing is moved. Holds the
-workdir's lock, so it never moves a file under a running sweep.
+quarantined and rebuilt from the store, a damaged Optuna journal keeps its healthy operations
+(the file is quarantined), a malformed progress file is quarantined (the next run writes it
+again). With `repair=False` nothing is moved. Holds the workdir's lock, so it never moves a
+file under a running sweep.
 """
 
 from __future__ import annotations
@@ -63,19 +63,7 @@ def verify_workdir(
         _artifacts(store, report, repair, printer)
         _checkpoints(store, report, repair, printer)
         _records(workdir, store, report, repair, printer)
-        if problem := journal_problem(workdir):
-            _found(
-                report,
-                f"{journal_path(workdir)}: damaged Optuna journal ({problem})",
-                repair,
-                printer,
-            )
-            if repair:
-                storage(workdir)  # heals it
-        for path, problem in progress_problems(workdir):
-            _found(report, f"{path}: {problem}", repair, printer)
-            if repair:
-                quarantine(path, f"{path}: {problem}", store.quarantine_dir)
+        _journal_and_progress(workdir, store, report, repair, printer)
     printer(report.summary())
     if report.orphans:
         printer(
@@ -145,3 +133,18 @@ def _records(
         _found(report, f"{path}: {problem}", repair, printer)
         if repair and not heal_record(workdir, path, problem):
             printer(f"  {path.name}: no artifact to rebuild it from; a rerun records it again")
+
+
+def _journal_and_progress(
+    workdir: Path, store: Store, report: VerifyReport, repair: bool, printer: Callable[[str], None]
+) -> None:
+    """The Optuna journal (healed as a run opens it) and the progress files (set aside)."""
+    if problem := journal_problem(workdir):
+        line = f"{journal_path(workdir)}: damaged Optuna journal ({problem})"
+        _found(report, line, repair, printer)
+        if repair:
+            storage(workdir)  # opening it for a run heals it
+    for path, problem in progress_problems(workdir):
+        _found(report, f"{path}: {problem}", repair, printer)
+        if repair:
+            quarantine(path, f"{path}: {problem}", store.quarantine_dir)

@@ -76,6 +76,17 @@ def test_rerun_executes_nothing_and_rewrites_no_record(finished: tuple[Path, Pat
     assert after == before
 
 
+def test_verify_finds_nothing_damaged_in_what_a_run_leaves(
+    finished: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its checks (records' schema, progress files, checkpoints) accept every file a real run
+    writes: damage is never cried where there is none."""
+    _, work = finished
+    assert (work / "progress" / "plan.json").exists()
+    assert main(["verify", str(work), "--dry-run"]) == 0
+    assert "0 damaged" in capsys.readouterr().out
+
+
 def test_readers_agree(finished: tuple[Path, Path]) -> None:
     _, work = finished
     glob = str(results_dir(work) / "**" / "*.parquet")
