@@ -159,8 +159,9 @@ def choices(kind: str) -> tuple[str, ...]:
 class Rule:
     """What one field's value must be: within bounds (each open or closed) or one of a choice's
     values; a path has no control characters. A number is finite (inf passes `lr > 0` and
-    trains on a NaN loss) and an integer fits 64 bits. Sweep files (orchestrator.spec.schema) and the
-    stages (for direct Python callers) both check through `problem`, so no rule has a copy."""
+    trains on a NaN loss) and an integer fits 64 bits. Sweep files (orchestrator.spec.schema)
+    and the stages (for direct Python callers) both check through `problem`, so no rule has
+    a copy."""
 
     low: float | None = None
     high: float | None = None

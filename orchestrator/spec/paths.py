@@ -47,7 +47,8 @@ def writable_problem(path: Path) -> str | None:
             if os.access(p, os.W_OK):
                 return None
             read_only = os.statvfs(p).f_flag & os.ST_RDONLY
-            return f"cannot write in {p}: {'read-only file system' if read_only else 'permission denied'}"
+            why = "read-only file system" if read_only else "permission denied"
+            return f"cannot write in {p}: {why}"
     return None
 
 
