@@ -11,7 +11,9 @@ to the same folder and is computed at most once.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -61,21 +63,51 @@ def umask() -> int:
     return mask
 
 
+class DiskFullError(OSError):
+    """A write the filesystem refused for want of space (or quota): one line naming the file.
+    Nothing half-written stays (the temp file is removed), so rerunning the same command
+    after freeing space resumes. OSError's own arguments (errno, strerror, filename), so Ray
+    can copy and pickle it back to the driver."""
+
+    def __str__(self) -> str:
+        return f"{self.filename}: no space left on device; free some and rerun the same command"
+
+
+_FULL = {errno.ENOSPC, errno.EDQUOT}
+NEARLY_FULL = 1 << 20  # bytes free under which a library's failed write is read as a full disk
+
+
+def full_disk(folder: Path) -> DiskFullError | None:
+    """DiskFullError naming `folder` where its filesystem has (nearly) no space left, else None:
+    for the writes of libraries (Ray Tune's experiment state) that fail in their own words."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    if st.f_bavail * st.f_frsize >= NEARLY_FULL:
+        return None
+    return DiskFullError(errno.ENOSPC, "no space left on device", str(folder))
+
+
 def _atomic_write(path: Path, write: Any) -> None:
     """The one writer of the store, the records and the Slurm state. mkstemp creates its file
     0600; it is widened to what the umask allows (0666 & ~umask, as open() would have made
     it), so colleagues sharing a project folder can read the results."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fchmod(f.fileno(), 0o666 & ~umask())
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in _FULL and not isinstance(e, DiskFullError):
+            raise DiskFullError(e.errno, "no space left on device", str(path)) from e
         raise
 
 
@@ -85,10 +117,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    """torch.save through a temp file and rename."""
+    """torch.save through a temp file and rename. Serialised in memory first: torch's writer
+    turns a full disk into `unexpected pos N vs M`, a plain write says ENOSPC (DiskFullError)."""
     import torch  # here, not at the top: the records and the store need no torch
 
-    _atomic_write(Path(path), lambda f: torch.save(state, f))
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 def load_state(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]:

@@ -7,6 +7,7 @@ content key hashes its config, so changing any field here means new work, never 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -154,8 +155,10 @@ def choices(kind: str) -> tuple[str, ...]:
 @dataclass(frozen=True)
 class Rule:
     """What one field's value must be: within bounds (each open or closed) or one of a choice's
-    values; a path has no control characters. Sweep files (orchestrator.spec.schema) and the
-    stages (for direct Python callers) both check through `problem`, so no rule has a copy."""
+    values; a path has no control characters. A number is finite (inf passes `lr > 0` and
+    trains on a NaN loss) and an integer fits 64 bits. Sweep files (orchestrator.spec.schema)
+    and the stages (for direct Python callers) both check through `problem`, so no rule has
+    a copy."""
 
     low: float | None = None
     high: float | None = None
@@ -173,6 +176,14 @@ class Rule:
             bad = not isinstance(value, str) or not value
             bad = bad or any(ord(c) < 32 or ord(c) == 127 for c in value)
             return "must be a path without control characters" if bad else None
+        if isinstance(value, float) and not math.isfinite(value):
+            return "must be a finite number"
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and not INT_MIN <= value < INT_MAX
+        ):
+            return "must be below 2^63 in size (torch, numpy and Ray hold 64-bit integers)"
         try:
             ok = (
                 self.low is None or (value > self.low if self.low_open else value >= self.low)
@@ -193,6 +204,9 @@ class Rule:
         assert self.high is not None, "a rule has a bound, a choice or a path"
         return f"{'<' if self.high_open else '<='} {self.high:g}"
 
+
+# An integer setting reaches torch, numpy and Ray as a signed 64-bit integer (a seed too).
+INT_MIN, INT_MAX = -(2**63), 2**63
 
 _POSITIVE = Rule(low=0, low_open=True)
 _NONNEGATIVE = Rule(low=0)

@@ -35,6 +35,16 @@ def _accuracy(name: str, value: Any) -> list[str]:
     return [] if ok else [f"{name} {value!r} is not in [0, 1]"]
 
 
+def _diverged(history: list[dict[str, Any]]) -> list[str]:
+    """A NaN or infinite training loss: the weights are garbage, yet argmax still gives an
+    accuracy in [0, 1] (chance), so only the loss tells a diverged model from a trained one."""
+    for row in history:
+        loss = row.get("loss")
+        if loss is not None and not (isinstance(loss, (int, float)) and math.isfinite(loss)):
+            return [f"training diverged: epoch {row.get('epoch')} loss is {loss!r} (lower the lr)"]
+    return []
+
+
 def _relu_problems(stage: int, meta: dict[str, Any], model: nn.Module) -> list[str]:
     """The recorded counts agree with the model's masks, and (stages 2, 3) fit the budget with
     each budgeted layer at its r_l (SNL's `global` allocation: the counts it recorded)."""
@@ -78,7 +88,7 @@ def check_result(
     stage: int, meta: dict[str, Any], history: list[dict[str, Any]], model: nn.Module
 ) -> None:
     """Raise InvariantError unless the result may be committed: at least one epoch trained,
-    accuracies in [0, 1], and its ReLU counts true and within budget."""
+    accuracies in [0, 1], a finite training loss every epoch, and its ReLU counts true and within budget."""
     problems: list[str] = []
     if not history:
         epochs = getattr(getattr(meta.get("config"), "optim", None), "epochs", "?")
@@ -87,6 +97,7 @@ def check_result(
         problems += _accuracy(name, meta.get(name))
     for row in history:
         problems += _accuracy(f"epoch {row.get('epoch')} val_acc", row.get("val_acc"))
+    problems += _diverged(history)
     problems += _relu_problems(stage, meta, model)
     if problems:
         raise InvariantError(

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifacts import FILES, META, artifact_dir, checkpoint_path, file_digest
+from .artifacts import FILES, META, artifact_dir, checkpoint_path, file_digest, load_state
 
 QUARANTINE = "quarantine"
 log = logging.getLogger("senet.store")
@@ -74,6 +74,25 @@ def discard_checkpoint(path: Path, error: BaseException) -> None:
     detail = " ".join(f"{type(error).__name__}: {error}".split())[:200]
     reason = f"{path}: unreadable epoch checkpoint ({detail}); the stage starts over"
     quarantine(path, reason, Path(path).parent.parent / QUARANTINE)
+
+
+# What stages.train.fit writes in an epoch checkpoint and needs back to resume.
+CHECKPOINT_KEYS = ("model", "opt", "sched", "best_state", "best_acc", "history", "epoch", "rng")
+
+
+class NotACheckpoint(ValueError):
+    """A file that loads (torch.load) but holds no epoch checkpoint."""
+
+
+def load_checkpoint(path: Path, device: Any = "cpu") -> dict[str, Any]:
+    """An epoch checkpoint's state. Raises what torch.load raises for an unreadable file and
+    NotACheckpoint for one that loads but lacks what a resume needs (it used to fail its
+    stage with `KeyError: 'model'` on every rerun)."""
+    state = load_state(path, device)
+    missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise NotACheckpoint(f"loads, but holds no {', '.join(missing)}")
+    return state
 
 
 def _verify_files(folder: Path, meta: dict[str, Any], deep: bool) -> Damage | None:

@@ -20,18 +20,35 @@ from typing import Any
 import torch
 from torch import nn
 
-from .artifacts import load_state, save_artifact, save_state
+from .artifacts import save_artifact, save_state
 from .config import DataConfig, OptimConfig, StageResult
 from .data import DataBundle, load_data
 from .invariants import check_result
 from .loader import TensorLoader
-from .store import discard_checkpoint
+from .store import discard_checkpoint, load_checkpoint
 
 # Called once per epoch with metrics (epoch, epochs, loss, val_acc, ...): the orchestrator
 # forwards these to Ray Tune; the CLI prints them.
 EpochCallback = Callable[[dict[str, Any]], None]
 StepLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Optimizer = tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]
+
+
+DEVICE_TYPES = ("cpu", "cuda")
+
+
+def device_problem(requested: str) -> str | None:
+    """Why `requested` names no device a stage can train on (auto | cpu | cuda | cuda:N), or
+    None; asked before Ray starts, so a typo is one line and never a `failed` record."""
+    if requested == "auto":
+        return None
+    try:
+        kind = torch.device(requested).type
+    except (RuntimeError, ValueError):
+        kind = None
+    if kind not in DEVICE_TYPES:
+        return f"must be auto, cpu, cuda or cuda:N (got {requested!r})"
+    return None
 
 
 def pick_device(requested: str = "auto") -> torch.device:
@@ -186,7 +203,7 @@ def fit(
     saved = None
     if checkpoint is not None and checkpoint.exists():
         try:  # a torn or rotten checkpoint must not fail its stage on every rerun
-            saved = load_state(checkpoint, ctx.device)
+            saved = load_checkpoint(checkpoint, ctx.device)
         except torch.OutOfMemoryError:
             raise  # the device, not the file
         except Exception as e:

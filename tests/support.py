@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
+
+import pytest
 
 TINY = """\
 [sweep]
@@ -238,3 +241,25 @@ def tune_reports(work: Path, key: str) -> list[tuple[int, int]]:
             if row.get("key") == key and "epoch" in row and not row.get("stage_done"):
                 rows.append((int(row["pid"]), int(row["epoch"])))
     return rows
+
+
+@contextlib.contextmanager
+def tmpfs(folder: Path, size: str) -> Iterator[Callable[[str], None]]:
+    """A tmpfs of `size` at `folder`, unmounted afterwards; yields a function that resizes
+    it. Skips (saying why) where this machine cannot mount one."""
+    folder.mkdir(parents=True)
+    got = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
+    if got.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here (root needed): {got.stderr.strip()}")
+
+    def resize(new: str) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={new}", str(folder)], check=True)
+
+    try:
+        yield resize
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)

@@ -50,10 +50,12 @@ def add_export(sub: argparse._SubParsersAction) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from orchestrator.analysis.export import export_best_per_budget, export_keys
+    from orchestrator.spec.paths import check_output
 
     resolve_target(args)
     if not args.best_per_budget and not args.key:
         raise UserError("say what to export: --best-per-budget, or --key KEY ...")
+    check_output("OUT", args.out, folder=True)
     if not (args.workdir / "store").is_dir():
         raise UserError(f"{args.workdir}: no store/ here; is it a sweep's workdir?")
     written = []

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable, Sequence
 
@@ -174,6 +175,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as e:
+        print(f"senet {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a full disk, whichever write met it: one line naming the file
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
         print(f"senet {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

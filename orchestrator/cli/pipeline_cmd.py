@@ -150,7 +150,10 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from orchestrator.spec.schema import workdir_problem
     from stages.data import DataNotFoundError
     from stages.pipeline import run_pipeline
+    from stages.train import device_problem
 
+    if problem := device_problem(args.device):
+        raise UserError(f"--device: {problem}")
     s1, s2, s3 = configs(args)
     if problem := workdir_problem(Path(args.workdir), write=True):
         raise UserError(f"--workdir: {problem}")

@@ -90,7 +90,10 @@ def cmd_results(args: argparse.Namespace) -> int:
     resolve_target(args)
     reference = _reference(args.reference, args.plot, REFERENCES)
     if args.plot is not None:
+        from orchestrator.spec.paths import check_output
+
         plot.require_matplotlib()  # before any record is read
+        check_output("--plot", args.plot, folder=False)
     elif args.metric is not None:
         raise UserError("--metric picks the plot's y axis; add --plot FILE.png")
     ranking = args.pareto or args.best_per_budget or args.plot is not None

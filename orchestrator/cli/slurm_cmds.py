@@ -71,8 +71,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     from the workdir alone."""
     from orchestrator.run.status import local_status
     from orchestrator.slurm.submit import status, submission_exists
+    from orchestrator.spec.paths import check_workdir
 
-    workdir = resolve_target(args).resolve()
+    workdir = resolve_target(args)
+    check_workdir(workdir)
+    workdir = workdir.resolve()
     if submission_exists(workdir):
         return status(workdir, _printer)
     for line in local_status(workdir):

@@ -159,7 +159,10 @@ def _flat(config: object) -> dict[str, object]:
 def cmd_run(args: argparse.Namespace) -> int:
     from orchestrator.analysis.report import print_results
     from orchestrator.run.driver import ConnectError, run_sweep
+    from stages.train import device_problem
 
+    if problem := device_problem(args.device):
+        raise UserError(f"--device: {problem}")
     sweep = _load(args, write=True)
 
     def printer(line: str) -> None:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from ray.tune.search import Searcher
 
 from orchestrator.plan.plan import Node
+from stages.artifacts import atomic_write_bytes
 from stages.store import Store
 
 STATES = ("done", "running", "pending", "failed", "skipped", "stopped")
@@ -239,11 +240,11 @@ class DagSearcher(Searcher):
         return {state: self.tally[stage, state] for state in STATES}
 
     # Tune checkpoints its search algorithm with the experiment; the store is the real state,
-    # so this only has to round-trip.
+    # so this only has to round-trip. Written by rename, so a symlink planted at the path in
+    # the workdir is replaced, never followed.
     def save(self, checkpoint_path: str) -> None:
         state = {k: v for k, v in self.__dict__.items() if k not in ("listeners", "source")}
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(state, f)
+        atomic_write_bytes(Path(checkpoint_path), pickle.dumps(state))
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:

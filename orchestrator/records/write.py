@@ -145,13 +145,24 @@ def reconcile_records(
 
 
 def record_problem(path: Path) -> str | None:
-    """Why a record file is not a readable Parquet file (None: it is). Reads the footer only
-    (magic bytes, metadata, a `key` column): cheap enough for every file at every read."""
+    """Why a record file is not a readable record (None: it is). Reads the footer only (magic
+    bytes, metadata, a `key` column, every column of SCHEMA's it has at SCHEMA's type; one of
+    another type made every reader fail): cheap enough for every file at every read. Columns
+    a file lacks read as null (records written before they were added)."""
     try:
-        if "key" not in pq.read_schema(path).names:
-            return "a Parquet file without the records' `key` column"
+        schema = pq.read_schema(path)
     except (OSError, ValueError, pa.ArrowException) as e:
         return f"not a readable Parquet file ({' '.join(str(e).split())[:160]})"
+    if "key" not in schema.names:
+        return "a Parquet file without the records' `key` column"
+    wrong = [
+        f"{f.name} is {f.type}, not {SCHEMA.field(f.name).type}"
+        for f in schema
+        if f.name in SCHEMA.names and f.type != SCHEMA.field(f.name).type
+    ]
+    if wrong:
+        more = f"; and {len(wrong) - 2} more" if len(wrong) > 2 else ""
+        return f"not the records' schema ({'; '.join(wrong[:2])}{more})"
     return None
 
 

@@ -31,6 +31,20 @@ from orchestrator.run.status import (
 )
 from orchestrator.run.trial import TrialSpec
 from orchestrator.spec.sweep import Sweep
+from stages.artifacts import DiskFullError, full_disk
+
+log = logging.getLogger("senet.run")
+
+
+def unless_full(write: Callable[[], object]) -> None:
+    """A driver-side write from a Tune callback (the plan snapshot, a failed or stopped
+    trial's progress file and record): a full disk is one warning naming the file, never an
+    exception out of the callback, which Tune turns into tracebacks and an aborted sweep.
+    Nothing half-written stays, and the rerun writes it again."""
+    try:
+        write()
+    except DiskFullError as e:
+        log.warning("senet: warning: %s", e)
 
 
 class Progress:
@@ -71,7 +85,10 @@ class Progress:
         """The plan for `senet status`, rewritten only when nodes were added (Optuna)."""
         if self.workdir is not None and self._planned != len(self.searcher.nodes):
             nodes = self.searcher.nodes.values()
-            write_plan(self.workdir, self.sweep, self.run_id, nodes, self.concurrency)
+            workdir = self.workdir
+            unless_full(
+                lambda: write_plan(workdir, self.sweep, self.run_id, nodes, self.concurrency)
+            )
             self._planned = len(self.searcher.nodes)
 
     def _labels(self, node: Any) -> str:
@@ -185,6 +202,13 @@ class StatusTicker(Callback):
 
     def setup(self, **info: Any) -> None:
         logging.getLogger(_TUNE_CONTROLLER).addFilter(_drop_trial_tracebacks)
+        logging.getLogger(_TUNE_STATE).addFilter(self._drop_full_disk_tracebacks)
+
+    def _drop_full_disk_tracebacks(self, record: logging.LogRecord) -> bool:
+        """Tune's traceback of its experiment state failing to save on a full disk: the run
+        says it in one line (DiskFullError) and resumes from the store."""
+        workdir = self.progress.workdir
+        return workdir is None or full_disk(workdir) is None
 
     def on_trial_result(
         self, iteration: int, trials: list[Any], trial: Any, result: dict[str, Any], **info: Any
@@ -215,9 +239,11 @@ class StatusTicker(Callback):
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         logging.getLogger(_TUNE_CONTROLLER).removeFilter(_drop_trial_tracebacks)
+        logging.getLogger(_TUNE_STATE).removeFilter(self._drop_full_disk_tracebacks)
 
 
 _TUNE_CONTROLLER = "ray.tune.execution.tune_controller"
+_TUNE_STATE = "ray.tune.execution.experiment_state"
 
 
 def _drop_trial_tracebacks(record: logging.LogRecord) -> bool:
@@ -266,17 +292,21 @@ class FailureRecorder(Callback):
         summary, log = trial_failure(trial)
         path = progress_path(self.spec.workdir, node["key"])
         progress = read_json(path) or {"stage": node["stage"], "key": node["key"]}
-        write_json(path, {**progress, "failed": {"error": summary, "log": log}})
+        unless_full(
+            lambda: write_json(path, {**progress, "failed": {"error": summary, "log": log}})
+        )
         prov = self.spec.provenance(trial.trial_id, config_extras(trial.config))
-        write_uncommitted(
-            self.spec.workdir,
-            self.spec.sweep,
-            node,
-            self.sweep.model,
-            self.sweep.dataset,
-            "failed",
-            prov,
-            error.strip(),
+        unless_full(
+            lambda: write_uncommitted(
+                self.spec.workdir,
+                self.spec.sweep,
+                node,
+                self.sweep.model,
+                self.sweep.dataset,
+                "failed",
+                prov,
+                error.strip(),
+            )
         )
 
 
@@ -294,13 +324,15 @@ class StoppedRecorder:
         prov = self.spec.provenance(
             result.get("trial_id"), self.searcher.provenance.get(node.key, {})
         )
-        write_uncommitted(
-            self.spec.workdir,
-            self.spec.sweep,
-            node.to_dict(),
-            self.sweep.model,
-            self.sweep.dataset,
-            "stopped",
-            prov,
-            last=result,
+        unless_full(
+            lambda: write_uncommitted(
+                self.spec.workdir,
+                self.spec.sweep,
+                node.to_dict(),
+                self.sweep.model,
+                self.sweep.dataset,
+                "stopped",
+                prov,
+                last=result,
+            )
         )

@@ -25,6 +25,7 @@ from orchestrator.run.lock import workdir_lock
 from orchestrator.run.loggers import check_loggers, logger_callbacks
 from orchestrator.spec.overrides import record_overrides
 from orchestrator.spec.sweep import Resources, Sweep
+from stages.artifacts import full_disk
 
 Printer = Callable[[str], None]
 
@@ -328,6 +329,10 @@ def _run_sweep(
             tuner.fit()
         except KeyboardInterrupt:
             summary.interrupted = True
+        except Exception as e:  # Tune fails in its own words when its state cannot be written
+            if (full := full_disk(sweep.workdir)) is None:
+                raise
+            raise full from e
         if searcher.pending or searcher.running or (source and not source.exhausted()):
             summary.interrupted = True
         summary.executed = dict(searcher.executed)

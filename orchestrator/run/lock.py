@@ -6,6 +6,11 @@ written into the file by the holder. The kernel releases a flock when its holder
 it dies (kill -9 included), so a lock left behind never blocks: the file stays, the lock does
 not, and its stale host/PID text is simply overwritten.
 
+The file is opened without following a symlink (O_NOFOLLOW) and without blocking (a FIFO):
+whoever can write a shared workdir could otherwise plant `run.lock -> ~victim/file` and have
+the next run truncate and overwrite it. A lock path that is not a regular file (a symlink, a
+directory, a FIFO) is refused in one line naming it.
+
 What it needs from a shared filesystem: flock that is coherent across hosts.
 - Local filesystems: always.
 - NFS: Linux clients implement flock with NFS byte-range locks (NFSv4, or v3 with lockd/NLM),
@@ -26,6 +31,7 @@ import fcntl
 import logging
 import os
 import socket
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,8 +48,50 @@ class WorkdirBusy(UserError):
     """Another process holds the workdir's lock: one line naming its host and PID."""
 
 
+class LockPathError(UserError):
+    """The lock path is not a regular file: it is never followed, read or written."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(
+            f"{path}: is {_kind(path)}, not the workdir's lock file; remove it (senet makes a "
+            "regular file there)"
+        )
+
+
+def _kind(path: Path) -> str:
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return "not a regular file"
+    for test, word in (
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return word
+    return "not a regular file"
+
+
 def lock_path(workdir: Path) -> Path:
     return Path(workdir) / LOCK
+
+
+def open_lock(path: Path, flags: int) -> int:
+    """A descriptor of the regular file at `path` (created with O_CREAT in `flags`), never
+    through a symlink and never blocking; LockPathError for anything else at that path."""
+    nofollow = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags | nofollow, 0o666)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.EISDIR, errno.ENXIO):  # link, directory, socket
+            raise LockPathError(path) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise LockPathError(path)
+    return fd
 
 
 def _holder(fd: int) -> str:
@@ -57,7 +105,7 @@ def workdir_lock(workdir: Path, command: str = "senet run") -> Iterator[None]:
     The file gets `COMMAND on HOST pid PID since TIME` while held."""
     path = lock_path(workdir)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = open_lock(path, os.O_RDWR | os.O_CREAT)
     try:
         if _acquire(fd, path):
             since = dt.datetime.now().astimezone().isoformat(timespec="seconds")
@@ -102,7 +150,7 @@ def lock_holder(workdir: Path) -> tuple[bool, str]:
     hosts where flock is coherent; it never writes the file."""
     path = lock_path(workdir)
     try:
-        fd = os.open(path, os.O_RDONLY)
+        fd = open_lock(path, os.O_RDONLY)
     except OSError:
         return False, ""
     try:

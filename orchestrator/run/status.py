@@ -82,6 +82,91 @@ def read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+# The type of each field a progress file may hold, as the driver and the trials write them.
+# A field of another type (a damaged or hand-edited file) is dropped on reading, so `senet
+# status` never breaks on one; progress_problems names such files for `senet verify`.
+_NUM = (int, float)
+_KEY = re.compile(r"[A-Za-z0-9_-]+")  # a content key: never a path out of the store
+_PLAN_FIELDS: dict[str, Any] = {"sweep": str, "run_id": str, "concurrency": int, "since": str}
+_NODE_FIELDS: dict[str, Any] = {
+    "key": str,
+    "stage": int,
+    "parents": list,
+    "epochs": int,
+    "labels": dict,
+}
+_PROGRESS_FIELDS: dict[str, Any] = {
+    "run_id": str,
+    "host": str,
+    "pid": int,
+    "epoch": int,
+    "epochs": int,
+    "epoch_s": _NUM,
+    "val_acc": _NUM,
+    "updated": _NUM,
+    "measured": list,
+    "failed": dict,
+}
+
+
+def _typed(data: dict[str, Any], fields: dict[str, Any]) -> dict[str, Any]:
+    return {
+        k: v
+        for k, v in data.items()
+        if k in fields and isinstance(v, fields[k]) and not isinstance(v, bool)
+    }
+
+
+def plan_nodes(plan: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+    """plan.json's well-formed nodes (a key that names no path, a stage 1-3, string
+    parents) and how many were not."""
+    nodes, bad = [], 0
+    for n in plan.get("nodes") or []:
+        node = _typed(n, _NODE_FIELDS) if isinstance(n, dict) else {}
+        if not _KEY.fullmatch(node.get("key", "")) or node.get("stage") not in (1, 2, 3):
+            bad += 1
+            continue
+        node["parents"] = [p for p in node.get("parents", []) if isinstance(p, str)]
+        nodes.append(node)
+    return nodes, bad
+
+
+def read_progress(path: Path) -> dict[str, Any] | None:
+    """A stage execution's progress file with only its well-typed fields, or None."""
+    data = read_json(path)
+    if data is None:
+        return None
+    p = _typed(data, _PROGRESS_FIELDS)
+    m = p.get("measured")
+    if m is not None and not (len(m) == 2 and all(isinstance(x, _NUM) for x in m)):
+        del p["measured"]
+    if "failed" in p:
+        f = p["failed"]
+        p["failed"] = {"error": str(f.get("error", "")), "log": f.get("log")}
+    return p
+
+
+def _count(data: dict[str, Any], fields: dict[str, Any]) -> int:
+    return sum(k in data for k in fields)
+
+
+def progress_problems(workdir: Path) -> list[tuple[Path, str]]:
+    """The progress files `senet status` cannot read whole: (path, problem), for verify."""
+    plan_path = progress_path(workdir)
+    found = []
+    for path in sorted(plan_path.parent.glob("*.json")):
+        data = read_json(path)
+        if data is None:
+            found.append((path, "not a JSON object"))
+        elif path == plan_path:
+            whole = isinstance(data.get("nodes"), list) and not plan_nodes(data)[1]
+            if not whole or len(_typed(data, _PLAN_FIELDS)) < _count(data, _PLAN_FIELDS):
+                found.append((path, "not a run's plan (its nodes or fields are malformed)"))
+        elif len(read_progress(path) or {}) < _count(data, _PROGRESS_FIELDS):
+            found.append((path, "a progress file with malformed fields"))
+    return found
+
+
 def write_plan(workdir: Path, sweep: str, run_id: str, nodes: Iterable[Node], slots: int) -> None:
     """The run's plan snapshot, for `senet status` to tell pending from done without the
     sweep file."""
@@ -202,10 +287,11 @@ def local_status(workdir: Path, now: float | None = None) -> list[str]:
             f"{progress_path(workdir)}: no run recorded in {workdir} (missing or unreadable); "
             "`senet run SWEEP` writes it"
         )
+    nodes, malformed = plan_nodes(plan)
+    plan = _typed(plan, _PLAN_FIELDS)
     now = time.time() if now is None else now
     held, holder = lock_holder(workdir)
     store = Store.of_workdir(workdir)
-    nodes = [n for n in plan["nodes"] if isinstance(n, dict)]
     vary = varying((int(n["stage"]), n.get("labels") or {}) for n in nodes)
     measured: dict[int, tuple[int, float]] = {}
     best: dict[int, float] = {}
@@ -221,10 +307,10 @@ def local_status(workdir: Path, now: float | None = None) -> list[str]:
                 c, t = measured.get(stage, (0, 0.0))
                 measured[stage] = (c + epochs, t + float(meta["wall_s"]))
             budget = (n.get("labels") or {}).get("budget")
-            if stage == 3 and budget is not None and isinstance(meta.get("val_acc"), float):
+            if stage == 3 and isinstance(budget, int) and isinstance(meta.get("val_acc"), float):
                 best[budget] = max(best.get(budget, 0.0), meta["val_acc"])
             continue
-        p = read_json(progress_path(workdir, key))
+        p = read_progress(progress_path(workdir, key))
         if p is not None:
             progress[key] = p
             m = p.get("measured")
@@ -248,6 +334,11 @@ def local_status(workdir: Path, now: float | None = None) -> list[str]:
     ]
     if not held and holder:
         lines.append(f"last run: {holder}")
+    if malformed:
+        lines.append(
+            f"warning: {malformed} malformed nodes in {progress_path(workdir)} left out "
+            "(`senet verify` sets the file aside; the next `senet run` rewrites it)"
+        )
     for stage in (1, 2, 3):
         keys = [str(n["key"]) for n in nodes if int(n["stage"]) == stage]
         if not keys:

@@ -3,13 +3,17 @@ repaired, without running a stage.
 
 - every committed artifact: meta.json parses, each file it lists has its recorded size and
   sha256 (the full check that `senet run` does only for what it is about to read);
-- every epoch checkpoint loads;
-- every record file reads as Parquet.
+- every epoch checkpoint loads and holds what a resume needs;
+- every record file reads as Parquet with the records' schema;
+- the Optuna journal replays, line by line;
+- every progress file (progress/plan.json, progress/KEY.json) is what `senet status` reads.
 
 Repairing is what a run would do on meeting the damage: a damaged artifact or checkpoint is
 moved to <workdir>/store/quarantine/ (the next `senet run` recomputes it), a damaged record is
-quarantined and rebuilt from the store. With `repair=False` nothing is moved. Holds the
-workdir's lock, so it never moves a file under a running sweep.
+quarantined and rebuilt from the store, a damaged Optuna journal keeps its healthy operations
+(the file is quarantined), a malformed progress file is quarantined (the next run writes it
+again). With `repair=False` nothing is moved. Holds the workdir's lock, so it never moves a
+file under a running sweep.
 """
 
 from __future__ import annotations
@@ -20,8 +24,10 @@ from pathlib import Path
 
 from orchestrator.records.write import heal_record, record_problem, results_dir
 from orchestrator.run.lock import workdir_lock
-from stages.artifacts import FILES, load_state
-from stages.store import Store, discard_checkpoint, inspect
+from orchestrator.run.status import progress_problems
+from orchestrator.search.studies import journal_path, journal_problem, storage
+from stages.artifacts import FILES
+from stages.store import Store, discard_checkpoint, inspect, load_checkpoint, quarantine
 
 
 @dataclass
@@ -57,6 +63,7 @@ def verify_workdir(
         _artifacts(store, report, repair, printer)
         _checkpoints(store, report, repair, printer)
         _records(workdir, store, report, repair, printer)
+        _journal_and_progress(workdir, store, report, repair, printer)
     printer(report.summary())
     if report.orphans:
         printer(
@@ -95,11 +102,10 @@ def _checkpoints(
     for ckpt in store.checkpoints():
         report.checkpoints += 1
         try:
-            load_state(ckpt, "cpu")
+            load_checkpoint(ckpt, "cpu")
         except Exception as e:
-            _found(
-                report, f"{ckpt}: unreadable epoch checkpoint ({type(e).__name__})", repair, printer
-            )
+            detail = " ".join(f"{type(e).__name__}: {e}".split())[:160]
+            _found(report, f"{ckpt}: unreadable epoch checkpoint ({detail})", repair, printer)
             if repair:
                 discard_checkpoint(ckpt, e)
 
@@ -127,3 +133,18 @@ def _records(
         _found(report, f"{path}: {problem}", repair, printer)
         if repair and not heal_record(workdir, path, problem):
             printer(f"  {path.name}: no artifact to rebuild it from; a rerun records it again")
+
+
+def _journal_and_progress(
+    workdir: Path, store: Store, report: VerifyReport, repair: bool, printer: Callable[[str], None]
+) -> None:
+    """The Optuna journal (healed as a run opens it) and the progress files (set aside)."""
+    if problem := journal_problem(workdir):
+        line = f"{journal_path(workdir)}: damaged Optuna journal ({problem})"
+        _found(report, line, repair, printer)
+        if repair:
+            storage(workdir)  # opening it for a run heals it
+    for path, problem in progress_problems(workdir):
+        _found(report, f"{path}: {problem}", repair, printer)
+        if repair:
+            quarantine(path, f"{path}: {problem}", store.quarantine_dir)

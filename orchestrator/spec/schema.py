@@ -23,6 +23,7 @@ from pydantic import create_model as _create_model
 from pydantic_core import PydanticCustomError
 
 from orchestrator.errors import SweepError
+from orchestrator.spec.paths import path_problem
 from stages.config import (
     RULES,
     DataConfig,
@@ -39,7 +40,10 @@ MAX_FILE_BYTES = 1_000_000  # a sweep file is a few hundred bytes; this bounds w
 MAX_EXECUTIONS = 100_000  # default of [resources] max_executions: the grid's size cap
 NAME_LENGTH = 64  # Tune and Slurm name folders and files after it, with more appended
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
-STRICT = ConfigDict(strict=True, extra="forbid")
+STRICT = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+# Ray counts resources in units of 0.0001 (a share below one unit raises after Ray starts)
+# and refuses more than 1e14 of one resource (ray_constants.MIN_RESOURCE_GRANULARITY, ..MAX..).
+RAY_PRECISION, RAY_MAX = 0.0001, 100e12
 UNSET = object()
 
 
@@ -98,10 +102,15 @@ def _nonempty(what: str) -> Callable[[Any], Any]:
     return check
 
 
+_ANY_NUMBER = Rule()  # no bounds: a number's own rules (finite, 64-bit) alone
+
+
 def _number(value: Any) -> int | float:
     """A budget or a search bound: an int and a float mean different things, so both stay."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise _fail("must be a number")
+    if problem := _ANY_NUMBER.problem(value):
+        raise _fail(problem)
     return value
 
 
@@ -216,8 +225,17 @@ def _gpus(value: float) -> float:
     return value
 
 
-Cpus = ruled(float, Rule(low=0, low_open=True))
-Gpus = Annotated[ruled(float, Rule(low=0)), AfterValidator(_gpus)]
+def _ray_quantity(value: float) -> float:
+    """What Ray can count: it raises on a share below its unit only once it has started."""
+    if 0 < value < RAY_PRECISION:
+        raise _fail(f"a nonzero share must be at least {RAY_PRECISION:g} (Ray's precision)")
+    if value > RAY_MAX:
+        raise _fail(f"must be at most {RAY_MAX:g} (Ray's largest resource quantity)")
+    return value
+
+
+Cpus = Annotated[ruled(float, Rule(low=0, low_open=True)), AfterValidator(_ray_quantity)]
+Gpus = Annotated[ruled(float, Rule(low=0)), AfterValidator(_gpus), AfterValidator(_ray_quantity)]
 STAGE_RESOURCES = ("stage1", "stage2", "stage3")  # [resources.stageN] sub-tables
 
 
@@ -268,7 +286,7 @@ class SearchTable(BaseModel):
     model_config = STRICT
     mode: one_of(SEARCH_MODES) = "grid"  # type: ignore[valid-type]
     trials: ruled(int, Rule(low=1)) = 8  # type: ignore[valid-type]
-    seed: int = 0
+    seed: ruled(int, _ANY_NUMBER) = 0  # type: ignore[valid-type]
     sampler: one_of(SAMPLERS) | None = None  # type: ignore[valid-type]
     space: dict[str, Annotated[SpaceEntry, BeforeValidator(_space_entry)]] | None = None
     asha: Annotated[AshaTable, BeforeValidator(_asha)] | None = None
@@ -330,6 +348,7 @@ _TABLES: dict[str, type[BaseModel]] = {
 
 _TYPE_WORDS = {
     "int_type": "must be an integer",
+    "finite_number": "must be a finite number",
     "int_from_float": "must be an integer",
     "float_type": "must be a number",
     "string_type": "must be a string",
@@ -395,13 +414,10 @@ def executions(f: SweepFile) -> int:
 
 
 def workdir_problem(path: Path, write: bool = False) -> str | None:
-    """Why `path` cannot be a workdir (a file, or under one; with `write`, a folder this
-    process cannot write, created if missing), or None."""
-    for p in (path, *path.parents):
-        if p.exists():
-            if not p.is_dir():
-                return f"{p} is a file, not a folder"
-            break
+    """Why `path` cannot be a workdir (a file, under one or in a symlink loop; with `write`,
+    a folder this process cannot write, created if missing), or None."""
+    if problem := path_problem(path, folder=True):
+        return problem
     if write:
         try:
             path.mkdir(parents=True, exist_ok=True)

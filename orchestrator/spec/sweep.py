@@ -21,6 +21,7 @@ from orchestrator.spec import schema
 from orchestrator.spec.budget import resolve_budget
 from orchestrator.spec.optuna_settings import OptunaSettings, optuna_settings
 from orchestrator.spec.overrides import apply_overrides, blame, parse_overrides
+from orchestrator.spec.paths import path_problem, regular_file_problem
 from orchestrator.spec.schema import SchemaError
 from stages.allocation import BudgetError
 from stages.catalog import missing_extra, needs_root, relu_total, root_hint
@@ -220,6 +221,8 @@ def _data_root(dataset: str, data_root: str | None, find: bool = True) -> str | 
                 f"{dataset} needs the folder holding its official files; {root_hint(dataset)}",
             )
         return None
+    if problem := path_problem(Path(os.path.expanduser(data_root)), folder=True):
+        raise SchemaError("sweep", "data_root", problem, data_root)
     root = Path(os.path.expanduser(data_root)).resolve()
     if find and not root.is_dir():
         raise SchemaError(
@@ -254,9 +257,13 @@ def load_sweep(
     """Read and validate a sweep file with `overrides` (`stage3.tau=[2.0,4.0]`, see
     spec/overrides.py) set in it; every problem is one SweepError line prefixed by the file,
     or by the override it is about. At most MAX_FILE_BYTES + 1 bytes are read, so /dev/zero
-    is refused at once. `find_data=False`: the data folder need not exist (reading records)."""
+    is refused at once; so is anything but a regular file (a FIFO would block the read
+    forever), without opening it. `find_data=False`: the data folder need not exist (reading
+    records)."""
     path = Path(path)
     changes = parse_overrides(overrides)  # a malformed one is refused before the file is read
+    if problem := regular_file_problem(path):
+        raise SweepError(f"{path}: {problem}")
     try:
         with open(path, "rb") as fh:
             raw = fh.read(schema.MAX_FILE_BYTES + 1)

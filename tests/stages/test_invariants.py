@@ -200,3 +200,20 @@ def test_stage1_teacher_must_keep_every_relu() -> None:
     check_result(1, meta, HISTORY, model)
     with pytest.raises(InvariantError, match=f"keeps {total} of {total + 1}"):
         check_result(1, dict(meta, relu_total=total + 1), HISTORY, model)
+
+
+def test_a_stage_whose_training_diverges_is_never_committed(tmp_path: Path) -> None:
+    """The issue's case, trained for real: a huge (finite) lr on synthetic images drives the
+    loss to NaN, yet argmax still gives an accuracy in [0, 1], so the stage committed a chance
+    model. Now the loss is checked before commit: no artifact, one line saying why."""
+    cfg = Stage1Config(
+        "resnet20",
+        DataConfig("synthetic", limit=48),
+        optim=OptimConfig(epochs=1, lr=1e30, batch_size=16),
+    )
+    key = content_key(1, cfg)
+    with pytest.raises(InvariantError) as e:
+        execute(1, cfg, tmp_path, key, device="cpu")
+    msg = str(e.value)
+    assert "training diverged: epoch 1 loss is nan" in msg and "\n" not in msg, msg
+    _no_artifact(artifact_dir(tmp_path, 1, key))

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
-from stages.artifacts import checkpoint_path, content_key, read_meta
+from stages.artifacts import checkpoint_path, content_key, read_meta, save_state
 from stages.config import DataConfig, OptimConfig, Stage1Config
 from stages.pipeline import execute
 from stages.store import Store
@@ -29,8 +31,18 @@ class Epochs:
             raise KeyboardInterrupt
 
 
-def test_truncated_checkpoint_restarts_the_stage(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+def _torn(ckpt: Path) -> None:
+    os.truncate(ckpt, ckpt.stat().st_size // 3)
+
+
+def _not_a_checkpoint(ckpt: Path) -> None:
+    """A file that loads but lacks what a resume needs: it failed with KeyError: 'model'."""
+    save_state(ckpt, {"weights": torch.zeros(3)})
+
+
+@pytest.mark.parametrize("damage", [_torn, _not_a_checkpoint])
+def test_a_damaged_checkpoint_restarts_the_stage(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: Callable[[Path], None]
 ) -> None:
     cfg = Stage1Config(
         "resnet20", DataConfig("synthetic", limit=48), optim=OptimConfig(epochs=2, batch_size=16)
@@ -39,8 +51,8 @@ def test_truncated_checkpoint_restarts_the_stage(
     ckpt = checkpoint_path(tmp_path, 1, key)
     with pytest.raises(KeyboardInterrupt):
         execute(1, cfg, tmp_path, key, on_epoch=Epochs(stop_after=1), device="cpu")
-    torn = ckpt.stat().st_size // 3
-    os.truncate(ckpt, torn)
+    damage(ckpt)
+    torn = ckpt.stat().st_size
 
     rows = Epochs()
     result = execute(1, cfg, tmp_path, key, on_epoch=rows, device="cpu")

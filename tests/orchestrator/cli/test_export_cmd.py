@@ -41,3 +41,22 @@ def test_records_whose_models_are_not_in_the_store_are_refused(
         "cannot export stage 3 a3z" in err
     )  # the first best: sweep a, 50k and "not finished" in err
     assert not (tmp_path / "o").exists()
+
+
+def test_an_out_that_is_a_file_or_in_a_symlink_loop_is_refused_before_any_work(
+    work: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`senet export WORKDIR OUT` with OUT an existing file gave a traceback."""
+    (work / "store").mkdir()
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    for out, problem in (
+        (plain, f"{plain} is a file, not a folder"),
+        (plain / "sub", f"{plain} is a file, not a folder"),
+        (loop / "o", f"{loop / 'o'} is in a loop of symbolic links"),
+    ):
+        err = _refused(["export", str(work), str(out), "--best-per-budget"], capsys)
+        assert err == f"senet export: error: OUT: {problem}"
+    assert plain.read_text() == "x"

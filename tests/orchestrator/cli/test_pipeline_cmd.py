@@ -89,3 +89,31 @@ def test_no_augment_reaches_stages_2_and_3_only(flag: list[str], augment: bool) 
     s1, s2, s3 = configs(p.parse_args(["--budget", "3000", *flag]))
     assert (s2.augment, s3.augment) == (augment, augment)
     assert not hasattr(s1, "augment")  # the teacher always trains on augmented images
+
+
+def test_a_bogus_device_is_one_line_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = tmp_path / "w"
+    assert main(["pipeline", "--budget", "3000", "--workdir", str(work), "--device", "bogus"]) == 2
+    out, err = capsys.readouterr()
+    assert (
+        err == "senet pipeline: error: --device: must be auto, cpu, cuda or cuda:N (got 'bogus')\n"
+    )
+    assert out == "" and not work.exists()
+
+
+def test_senet_pipeline_on_a_full_disk_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every command, not only `senet run`: a full disk met anywhere is one line, exit 2."""
+    from support import tmpfs
+
+    mnt = tmp_path / "mnt"
+    with tmpfs(mnt, "64k"):
+        argv = ["pipeline", "--budget", "3000", "--dataset", "synthetic", "--limit", "48"]
+        code = main([*argv, "--epochs", "1", "--workdir", str(mnt / "w"), "--device", "cpu"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1, err
+        assert err.startswith("senet pipeline: error: ") and f"{mnt / 'w'}" in err, err
+        assert "no space left on device" in err

@@ -6,6 +6,7 @@ import csv
 import datetime as dt
 import io
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -117,3 +118,31 @@ def test_where_value_out_of_the_columns_range_is_one_line(
     code, out, err = _run(capsys, str(work), "--where", where)
     assert code == 2 and out == "" and err.count("\n") == 1
     assert err.startswith("senet results: error: --where ") and problem in err
+
+
+def test_a_plot_path_that_cannot_be_written_is_one_line_before_any_record_is_read(
+    work: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--plot` under a file, or on a read-only disk, gave a traceback after the work."""
+    from support import tmpfs
+
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    folder = tmp_path / "folder.png"
+    folder.mkdir()
+    for path, problem in (
+        (plain / "front.png", f"{plain} is a file, not a folder"),
+        (plain / "sub" / "front.png", f"{plain} is a file, not a folder"),
+        (folder, f"{folder} is a folder, not a file"),
+    ):
+        code, out, err = _run(capsys, str(work), "--plot", str(path))
+        assert (code, out) == (2, "")
+        assert err == f"senet results: error: --plot: {problem}\n"
+    with tmpfs(tmp_path / "ro", "1m") as _:
+        subprocess.run(["mount", "-o", "remount,ro", str(tmp_path / "ro")], check=True)
+        code, out, err = _run(capsys, str(work), "--plot", str(tmp_path / "ro" / "f.png"))
+        assert (
+            err
+            == f"senet results: error: --plot: cannot write in {tmp_path / 'ro'}: read-only file system\n"
+        )
+        assert code == 2

@@ -16,7 +16,7 @@ from orchestrator.records.read import read_records
 from orchestrator.records.write import reconcile_records, record_path
 from orchestrator.run.lock import workdir_lock
 from stages.artifacts import META, WEIGHTS, save_artifact, save_state
-from stages.store import Store
+from stages.store import CHECKPOINT_KEYS, Store
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,8 @@ def _workdir(tmp_path: Path) -> tuple[Path, Store, list[Path]]:
         save_artifact(store.folder(n.stage, n.key), {"w": torch.randn(500)}, meta)
     reconcile_records(work, "s", store.root, nodes)
     for key in ("e", "f"):
-        save_state(store.checkpoint(3, key), {"model": {"w": torch.randn(500)}, "epoch": 1})
+        state = {k: torch.zeros(1) for k in CHECKPOINT_KEYS} | {"model": {"w": torch.randn(500)}}
+        save_state(store.checkpoint(3, key), state)
 
     torn = store.folder(1, "a") / WEIGHTS
     os.truncate(torn, 100)
@@ -90,3 +91,42 @@ def test_verify_refuses_while_a_run_holds_the_workdir(
         assert main(["verify", str(work)]) == 2
     assert f"pid {os.getpid()}" in capsys.readouterr().err
     assert all(p.exists() for p in damaged)  # nothing moved under a running sweep
+
+
+def test_verify_finds_a_checkpoint_that_loads_but_is_not_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It loaded, so verify called it healthy, and its stage failed with KeyError: 'model' on
+    every rerun."""
+    store = Store.of_workdir(tmp_path / "work")
+    ckpt = store.checkpoint(2, "g")
+    save_state(ckpt, {"weights": torch.zeros(3)})
+    assert main(["verify", str(store.root.parent)]) == 1
+    out = capsys.readouterr().out
+    assert (
+        f"damaged: {ckpt}: unreadable epoch checkpoint (NotACheckpoint: loads, but holds no model"
+        in out
+    )
+    assert not ckpt.exists() and len(list(store.quarantine_dir.iterdir())) == 1
+
+
+def test_verify_finds_and_heals_a_garbled_optuna_journal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import optuna
+
+    from orchestrator.search.studies import journal_path, storage
+
+    work = tmp_path / "work"
+    study = optuna.create_study(study_name="s", storage=storage(work))
+    space = {"x": optuna.distributions.FloatDistribution(0.0, 1.0)}
+    for _ in range(2):
+        study.tell(study.ask(space), 0.5)
+    path = journal_path(work)
+    path.write_bytes(path.read_bytes() + b"\x00garbage\n")
+    assert main(["verify", str(work), "--dry-run"]) == 1
+    assert f"damaged: {path}: damaged Optuna journal (line " in capsys.readouterr().out
+    assert main(["verify", str(work)]) == 1
+    assert main(["verify", str(work)]) == 0
+    healed = optuna.load_study(study_name="s", storage=storage(work))
+    assert len(healed.trials) == 2

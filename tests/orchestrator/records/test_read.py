@@ -64,3 +64,27 @@ def test_a_garbage_record_is_quarantined_and_rebuilt_from_the_store(
     assert len(lines) == 2 and str(record_path(work, "s", 2, "k2")) in lines[0]
     assert main(["results", str(work), "--format", "csv"]) == 0  # `senet results` works
     assert "k2" in capsys.readouterr().out
+
+
+def test_a_record_of_the_wrong_schema_is_quarantined_and_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Parquet record with the right `key` column but columns of other types passed the
+    footer check, and `senet results` and `senet run` failed on it every time."""
+    import pyarrow as pa
+
+    work = tmp_path / "work"
+    store = Store.of_workdir(work)
+    meta = {"key": "k2", "model": "resnet20", "dataset": "digits", "budget": 3000}
+    save_artifact(store.folder(2, "k2"), {}, meta | {"val_acc": 0.5, "provenance": {"sweep": "s"}})
+    reconcile_records(work, "s", store.root, [_Node(2, "k2")])
+    good = read_records(work).to_pylist()
+    path = record_path(work, "s", 2, "k2")
+    pq.write_table(pa.table({"key": ["k2"], "val_acc": ["high"], "budget": [[1, 2]]}), path)
+
+    assert read_records(work).to_pylist() == good  # rebuilt from the store
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert f"{path}: not the records' schema (val_acc is string, not double" in line
+    assert len(list(store.quarantine_dir.iterdir())) == 1
+    assert main(["results", str(work), "--format", "csv"]) == 0
+    assert "k2" in capsys.readouterr().out

@@ -76,6 +76,17 @@ def test_rerun_executes_nothing_and_rewrites_no_record(finished: tuple[Path, Pat
     assert after == before
 
 
+def test_verify_finds_nothing_damaged_in_what_a_run_leaves(
+    finished: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Its checks (records' schema, progress files, checkpoints) accept every file a real run
+    writes: damage is never cried where there is none."""
+    _, work = finished
+    assert (work / "progress" / "plan.json").exists()
+    assert main(["verify", str(work), "--dry-run"]) == 0
+    assert "0 damaged" in capsys.readouterr().out
+
+
 def test_readers_agree(finished: tuple[Path, Path]) -> None:
     _, work = finished
     glob = str(results_dir(work) / "**" / "*.parquet")
@@ -163,6 +174,22 @@ def test_a_failing_stage_is_recorded_and_the_rest_completes(
     assert failed["status"] == "failed" and failed["relu_count"] is None
     assert "bogus" in failed["error"] or "state_dict" in failed["error"]
     assert stage3[(6000, 16.0)]["status"] == "completed"
+
+
+def test_a_diverged_stage_is_recorded_failed_with_the_reason(
+    finished: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Trained for real at a huge (finite) lr, stage 3's loss goes NaN while argmax still
+    gives an accuracy in [0, 1]: the record says `failed` and why, never `completed`."""
+    _, work = finished
+    # budget 6000: the test before this one leaves budget 3000's stage 2 unloadable on purpose
+    path = write_sweep(tmp_path / "nan.toml", work, name="nan", budgets=[6000], taus=[4.0])
+    path.write_text(path.read_text().replace("[stage3]\n", "[stage3]\nlr = 1e30\n"))
+    summary = run_sweep(load_sweep(path), printer=_quiet)
+    assert len(summary.failed) == 1
+    (row,) = _by_stage(work, "nan")[3]
+    assert row["status"] == "failed" and row["val_acc"] is None
+    assert "training diverged: epoch 1 loss is nan" in row["error"], row["error"]
 
 
 def test_another_sweep_reusing_the_store_records_reuse(

@@ -102,3 +102,41 @@ def test_the_lock_is_released_when_the_run_ends(tmp_path: Path) -> None:
                 pass
     with workdir_lock(work):
         pass
+
+
+def _plant(work: Path, kind: str, victim: Path) -> str:
+    """A run.lock that is not a regular file, as anyone who can write a shared workdir could
+    leave it; the words the refusal must use."""
+    path = lock_path(work)
+    if kind == "symlink":
+        path.symlink_to(victim)
+        return "is a symbolic link"
+    if kind == "directory":
+        path.mkdir()
+        return "is a directory"
+    os.mkfifo(path)
+    return "is a FIFO"
+
+
+@pytest.mark.parametrize("kind", ["symlink", "directory", "fifo"])
+@pytest.mark.parametrize("command", ["run", "verify", "compact", "status"])
+def test_a_lock_path_that_is_no_regular_file_is_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, kind: str
+) -> None:
+    """A symlinked run.lock was followed: run, verify and compact truncated and overwrote its
+    target (another user's file). A directory gave tracebacks. Now: one line naming the path,
+    exit 2, the target untouched."""
+    work = tmp_path / "work"
+    (work / "results").mkdir(parents=True)
+    (work / "progress").mkdir()
+    (work / "progress" / "plan.json").write_text('{"nodes": []}')
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    words = _plant(work, kind, victim)
+    sweep = write_sweep(tmp_path / "s.toml", work)
+    argv = {"run": ["run", str(sweep)]}.get(command, [command, str(work)])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert f"{lock_path(work)}: {words}, not the workdir's lock file" in err, err
+    assert victim.read_text() == "precious\n"

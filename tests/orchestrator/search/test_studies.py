@@ -5,6 +5,7 @@ study."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,13 @@ from orchestrator.search.source import (
     startup_trials,
     study_seed,
 )
-from orchestrator.search.studies import finished_counts, open_study, storage
+from orchestrator.search.studies import (
+    finished_counts,
+    journal_path,
+    journal_problem,
+    open_study,
+    storage,
+)
 from orchestrator.spec.optuna_settings import Dist, OptunaSettings
 from orchestrator.spec.sweep import Sweep, load_sweep
 from stages.store import Store
@@ -114,8 +121,9 @@ def test_tell_records_how_the_trial_ended(
     assert (trial.state, trial.value) == (state, value)
 
 
-def test_the_quota_counts_finished_trials_of_earlier_runs(tmp_path: Path) -> None:
-    path = write_optuna_sweep(tmp_path / "o.toml", tmp_path / "work", trials=2, budgets=[3000])
+def _two_finished(tmp_path: Path, trials: int) -> tuple[Sweep, OptunaSource]:
+    """A per-budget sweep of `trials` trials whose study has finished two."""
+    path = write_optuna_sweep(tmp_path / "o.toml", tmp_path / "work", trials=trials, budgets=[3000])
     sweep = load_sweep(path)
     assert sweep.search.optuna is not None
     first = OptunaSource(sweep, sweep.search.optuna, max_in_flight=2)
@@ -123,6 +131,11 @@ def test_the_quota_counts_finished_trials_of_earlier_runs(tmp_path: Path) -> Non
         item = first.ask()
         assert item is not None
         first.tell(item[1].key, {"val_acc": 0.5}, False)
+    return sweep, first
+
+
+def test_the_quota_counts_finished_trials_of_earlier_runs(tmp_path: Path) -> None:
+    _, first = _two_finished(tmp_path, trials=2)
     assert first.exhausted() and first.ask() is None
     more = load_sweep(
         write_optuna_sweep(tmp_path / "o.toml", tmp_path / "work", trials=3, budgets=[3000])
@@ -270,3 +283,67 @@ def test_tpe_trials_approach_the_optimum_closer_than_random_ones(tmp_path: Path)
         )
         mean[sampler] = sum(got) / len(got)
     assert mean["tpe"] < 0.95 * mean["random"], mean
+
+
+def _journal(work: Path, trials: int = 3) -> bytes:
+    study = optuna.create_study(study_name="s", storage=storage(work))
+    for _ in range(trials):
+        study.tell(study.ask(SPACE), 0.5)
+    return journal_path(work).read_bytes()
+
+
+def _torn_then_appended(data: bytes) -> bytes:
+    """A run killed mid-append, then the next run's first append landing on the torn line."""
+    lines = data.splitlines(keepends=True)
+    return b"".join(lines[:-2]) + lines[-2][:9] + lines[-1]
+
+
+def _garbled_in_the_middle(data: bytes) -> bytes:
+    lines = data.splitlines(keepends=True)
+    return b"".join(lines[:-2]) + b"\x00\x00garbage\n" + b"".join(lines[-2:])
+
+
+def _ops_that_do_not_replay(data: bytes) -> bytes:
+    return b'{"op_code": 99}\n' + data
+
+
+@pytest.mark.parametrize(
+    ("damage", "kept"),
+    [(_torn_then_appended, 2), (_garbled_in_the_middle, 2), (_ops_that_do_not_replay, 0)],
+)
+def test_a_damaged_journal_heals_when_a_run_opens_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: Callable[[bytes], bytes], kept: int
+) -> None:
+    """Every `senet run` failed with a traceback on a torn or garbled journal, and validate
+    said 0 trials done. Now validate counts the healthy trials without touching the file; the
+    run keeps them, quarantines the file and says how many it kept; verify finds it."""
+    bad = damage(_journal(tmp_path))
+    path = journal_path(tmp_path)
+    path.write_bytes(bad)
+    assert journal_problem(tmp_path) is not None
+    assert finished_counts(tmp_path, ["s"]) == {"s": kept} and path.read_bytes() == bad
+
+    opened = open_study(storage(tmp_path), "s", ["maximize"], optuna.samplers.RandomSampler)
+    assert opened.finished == kept
+    [line] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert line.startswith(f"senet: warning: {path}: damaged Optuna journal (")
+    [original] = Store.of_workdir(tmp_path).quarantine_dir.iterdir()
+    assert line.endswith(f"kept the {kept} finished trials; moved {path} to {original}")
+    assert original.read_bytes() == bad  # set aside whole: nothing lost
+    opened.study.tell(opened.study.ask(SPACE), 0.9)  # and the study goes on
+    assert journal_problem(tmp_path) is None
+    assert finished_counts(tmp_path, ["s"]) == {"s": kept + 1}
+
+
+def test_a_run_opens_its_studies_on_a_garbled_journal_and_keeps_what_finished(
+    tmp_path: Path,
+) -> None:
+    """What `senet run` builds first (OptunaSource): on a journal garbled after two finished
+    trials it goes on from those two instead of failing in Optuna."""
+    sweep, _ = _two_finished(tmp_path, trials=3)
+    assert sweep.search.optuna is not None
+    journal = journal_path(sweep.workdir)
+    journal.write_bytes(journal.read_bytes() + b'{"op_code": 4, "worker_id"\n')
+    second = OptunaSource(sweep, sweep.search.optuna)
+    assert (second.finished, second.trials_left()) == ({"opt-budget3000": 2}, 1)
+    assert second.ask() is not None

@@ -39,6 +39,22 @@ BASE = {"sweep": {"model": "resnet20", "dataset": "digits", "budgets": [1000]}}
             {"mode": "optuna-pareto", "space": {"budget": {"low": 10, "high": 10**9}}},
             "exceeds the model's 11776 ReLUs",
         ),
+        (  # inf passed `> 0` and crashed Optuna: OverflowError: Range exceeds valid bounds
+            {"mode": "optuna", "space": {"tau": {"low": 1.0, "high": float("inf")}}},
+            "[search.space] tau: high: must be a finite number (got inf)",
+        ),
+        (
+            {"mode": "optuna", "space": {"lr": {"low": float("nan"), "high": 0.1}}},
+            "[search.space] lr: low: must be a finite number",
+        ),
+        (
+            {"mode": "optuna", "space": {"gamma": [0.1, float("inf")]}},
+            "[search.space] gamma: choices: must be a finite number (got inf)",
+        ),
+        (
+            {"mode": "optuna-pareto", "space": {"budget": {"low": 10, "high": float("inf")}}},
+            "[search.space] budget: high: must be a finite number (got inf)",
+        ),
         (
             {"mode": "optuna", "sampler": "cmaes", "space": {"tau": [1.0]}},
             "[search] sampler: must be one of: tpe, nsga2, random (got 'cmaes')",

@@ -4,6 +4,7 @@ size, file size) are refused in well under a second. No Ray, no training."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from orchestrator.cli.main import main
 from orchestrator.spec.schema import MAX_FILE_BYTES
 from orchestrator.spec.sweep import load_sweep
 from stages.catalog import relu_total
+from stages.config import OptimConfig, Stage1Config, Stage2Config, Stage3Config
 
 BASE = '[sweep]\nmodel = "resnet20"\ndataset = "digits"\nbudgets = [1000]\n'
 
@@ -100,6 +102,47 @@ SWEEP_CASES = [  # a [sweep] key replaced (or added) in BASE
 ]
 
 
+def _float_keys() -> list[tuple[str, str]]:
+    """(section, key) of every float setting a stage section takes."""
+    keys = []
+    for section, cls in (
+        ("stage1", Stage1Config),
+        ("stage2", Stage2Config),
+        ("stage3", Stage3Config),
+    ):
+        for f in dataclasses.fields(cls) + dataclasses.fields(OptimConfig):
+            if f.type in ("float", "tuple[float, ...]"):
+                keys.append((section, f.name))
+    return sorted(set(keys))
+
+
+NON_FINITE = [  # inf passed `lr > 0`, and the model trained on a NaN loss to a `completed` record
+    (
+        f"[{section}]\n{key} = {f'[{v}]' if key == 'milestones' else v}\n",
+        f"[{section}] {key}",
+        "must be a finite number",
+    )
+    for section, key in _float_keys()
+    for v in ("inf", "-inf", "nan")
+]
+FINITE_CASES = [  # numbers the schema accepted that failed after Ray started, or trained on NaN
+    ("val_fraction = nan", "[sweep] val_fraction", "must be a finite number"),
+    ("budgets = [inf]", "[sweep] budgets", "must be a finite number (got inf)"),
+    ("budgets = [nan]", "[sweep] budgets", "must be a finite number"),
+    ("seeds = [1000000000000000000000000000000]", "[sweep] seeds", "below 2^63"),
+    ("seeds = [9223372036854775808]", "[sweep] seeds", "below 2^63"),
+]
+RESOURCE_CASES = [
+    ("[resources]\ncpus = 1e-300\n", "[resources] cpus", "at least 0.0001 (Ray's precision)"),
+    ("[resources]\ncpus = inf\n", "[resources] cpus", "must be a finite number"),
+    ("[resources]\ncpus = 1e200\n", "[resources] cpus", "must be at most 1e+14"),
+    ("[resources.stage2]\ngpus = 0.00001\n", "[resources.stage2] gpus", "at least 0.0001"),
+    ("[resources]\ngpus = nan\n", "[resources] gpus", "must be a finite number"),
+    ("[search]\nseed = 100000000000000000000\n", "[search] seed", "below 2^63"),
+    ("[stage2]\nepochs = 100000000000000000000\n", "[stage2] epochs", "below 2^63"),
+]
+
+
 def _sweep_with(line: str) -> str:
     key = line.split("=")[0].strip()
     kept = [x for x in BASE.splitlines() if not x.startswith(f"{key} =")]
@@ -109,7 +152,8 @@ def _sweep_with(line: str) -> str:
 @pytest.mark.parametrize(
     ("text", "where", "problem"),
     [(BASE + t, w, p) for t, w, p in CASES]
-    + [(_sweep_with(t), w, p) for t, w, p in SWEEP_CASES]
+    + [(_sweep_with(t), w, p) for t, w, p in SWEEP_CASES + FINITE_CASES]
+    + [(BASE + t, w, p) for t, w, p in RESOURCE_CASES + NON_FINITE]
     + [
         ("sweep = 5\n", "[sweep]", "must be a table (got 5)"),
         ('resources = "x"\n' + BASE, "[resources]", "must be a table (got 'x')"),
@@ -199,11 +243,26 @@ def test_a_file_over_1_mb_is_refused_without_reading_it_all(
 ) -> None:
     big = tmp_path / "big.toml"
     big.write_text(BASE + "#" * MAX_FILE_BYTES + "\n")
-    for path in (big, Path("/dev/zero")):
-        start = time.perf_counter()
+    start = time.perf_counter()
+    code, err = _validate(capsys, big)
+    assert time.perf_counter() - start < 1.0
+    assert code == 2 and f"{big}: over 1,000,000 bytes" in _one_line(err)
+
+
+def test_a_sweep_path_that_is_no_regular_file_is_refused_without_reading_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A FIFO as the sweep file hung `senet validate` and `senet run` (nothing ever writes
+    to it); a device is refused the same way, before it is opened."""
+    fifo = tmp_path / "s.toml"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
         code, err = _validate(capsys, path)
-        assert time.perf_counter() - start < 1.0
-        assert code == 2 and f"{path}: over 1,000,000 bytes" in _one_line(err)
+        assert code == 2
+        assert _one_line(err) == (
+            f"senet validate: error: {path}: not a regular file (a FIFO, socket or device); "
+            "give the sweep file itself"
+        )
 
 
 def test_workdir_that_is_a_file_is_refused(
@@ -261,3 +320,27 @@ def test_the_logging_section_is_accepted(tmp_path: Path) -> None:
     assert sweep.logging.wandb.project == "p" and sweep.logging.mlflow.experiment_name == "e"
     path.write_text(BASE)
     assert load_sweep(path).logging.wandb is None
+
+
+def test_the_smallest_ray_share_and_a_large_seed_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "ok.toml"
+    path.write_text(
+        _sweep_with(f"seeds = [{2**63 - 1}]") + "[resources]\ncpus = 0.0001\ngpus = 0.0001\n"
+    )
+    sweep = load_sweep(path)
+    assert tuple(sweep.seeds) == (2**63 - 1,)
+
+
+def test_a_workdir_in_a_symlink_loop_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Path.resolve raised `RuntimeError: Symlink loop` out of validate, run and status."""
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    inside = tmp_path / "loop" / "w"
+    (tmp_path / "s.toml").write_text(_sweep_with(f'workdir = "{inside}"'))
+    commands = [["validate"], ["run"], ["validate", "--workdir", str(inside)]]
+    for argv in [[c[0], str(tmp_path / "s.toml"), *c[1:]] for c in commands] + [
+        ["status", str(inside)]
+    ]:
+        assert main(argv) == 2
+        assert f"{inside} is in a loop of symbolic links" in _one_line(capsys.readouterr().err)
