@@ -12,7 +12,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-MODELS = ("resnet18", "resnet20", "vgg16_bn", "wrn22_8")  # stages.models builds each
+from .architecture import ARCHITECTURES, relu_count
+
+MODELS = tuple(sorted(ARCHITECTURES))  # stages.models builds each from its spec
 DATASETS = ("digits", "synthetic", "fashion-mnist", "mnist", "cifar10", "cifar100", "tinyimagenet")
 GRANULARITIES = ("pixel", "channel")
 PRUNINGS = ("oneshot", "iterative")
@@ -113,64 +115,7 @@ def root_hint(name: str) -> str:
     return f"{spec.default} does not exist; {spec.get}"
 
 
-# The all-ReLU count of (model, channels, side, include_stem), as tracing a forward pass gives
-# it (tests/stages/test_catalog.py traces every entry and fails, printing the right table, if
-# a model changes). Budgets are checked against it without importing torch.
-RELU_TOTALS: dict[tuple[str, int, int, bool], int] = {
-    ("resnet18", 1, 8, True): 34816,
-    ("resnet18", 1, 8, False): 30720,
-    ("resnet18", 3, 16, True): 139264,
-    ("resnet18", 3, 16, False): 122880,
-    ("resnet18", 1, 28, True): 434176,
-    ("resnet18", 1, 28, False): 384000,
-    ("resnet18", 3, 32, True): 557056,
-    ("resnet18", 3, 32, False): 491520,
-    ("resnet18", 3, 64, True): 2228224,
-    ("resnet18", 3, 64, False): 1966080,
-    ("resnet20", 1, 8, True): 11776,
-    ("resnet20", 1, 8, False): 10752,
-    ("resnet20", 3, 16, True): 47104,
-    ("resnet20", 3, 16, False): 43008,
-    ("resnet20", 1, 28, True): 144256,
-    ("resnet20", 1, 28, False): 131712,
-    ("resnet20", 3, 32, True): 188416,
-    ("resnet20", 3, 32, False): 172032,
-    ("resnet20", 3, 64, True): 753664,
-    ("resnet20", 3, 64, False): 688128,
-    ("vgg16_bn", 1, 8, True): 18432,
-    ("vgg16_bn", 1, 8, False): 14336,
-    ("vgg16_bn", 3, 16, True): 73728,
-    ("vgg16_bn", 3, 16, False): 57344,
-    ("vgg16_bn", 1, 28, True): 215808,
-    ("vgg16_bn", 1, 28, False): 165632,
-    ("vgg16_bn", 3, 32, True): 294912,
-    ("vgg16_bn", 3, 32, False): 229376,
-    ("vgg16_bn", 3, 64, True): 1179648,
-    ("vgg16_bn", 3, 64, False): 917504,
-    ("wrn22_8", 1, 8, True): 87040,
-    ("wrn22_8", 1, 8, False): 87040,
-    ("wrn22_8", 3, 16, True): 348160,
-    ("wrn22_8", 3, 16, False): 348160,
-    ("wrn22_8", 1, 28, True): 1066240,
-    ("wrn22_8", 1, 28, False): 1066240,
-    ("wrn22_8", 3, 32, True): 1392640,
-    ("wrn22_8", 3, 32, False): 1392640,
-    ("wrn22_8", 3, 64, True): 5570560,
-    ("wrn22_8", 3, 64, False): 5570560,
-}
-
-
 def relu_total(model: str, dataset: str, include_stem: bool = True) -> int:
-    """The all-ReLU count of `model` on `dataset`'s images: from the table, else traced."""
-    channels, size = INPUT_SHAPES[dataset]
-    known = RELU_TOTALS.get((model, channels, size, include_stem))
-    return known if known is not None else trace_relu_total(model, channels, size, include_stem)
-
-
-def trace_relu_total(model: str, channels: int, size: int, include_stem: bool) -> int:
-    """The count by a forward pass on the meta device (imports torch: seconds)."""
-    from .models import build_model
-    from .partial_relu import relu_layers
-
-    layers = relu_layers(build_model(model, 10, channels), size, channels, include_stem)
-    return sum(layer.count for layer in layers)
+    """The all-ReLU count of `model` on `dataset`'s images, computed from the model's spec
+    (stages.architecture) without torch: budgets are checked before any tensor exists."""
+    return relu_count(model, INPUT_SHAPES[dataset][1], include_stem)

@@ -3,16 +3,27 @@
 Each model returns logits from `forward` and, from `forward_features`, also the outputs of its
 residual stages (blocks for VGG): stage 3's post-activation alignment loss uses those.
 Each PartialReLU knows the conv that feeds it (`source`), which stage 1's pruning reads.
+Widths, blocks, strides and pooling come from stages.architecture, which also computes the
+ReLU counts without torch; nothing here restates them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
 
-from . import catalog
+from .architecture import (
+    ARCHITECTURES,
+    KERNEL,
+    PADDING,
+    POOL,
+    ResNetArch,
+    VGGArch,
+    WideResNetArch,
+)
 from .partial_relu import PartialReLU
 
 
@@ -21,10 +32,10 @@ class BasicBlock(nn.Module):
 
     def __init__(self, c_in: int, c_out: int, stride: int) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.conv1 = nn.Conv2d(c_in, c_out, KERNEL, stride, PADDING, bias=False)
         self.bn1 = nn.BatchNorm2d(c_out)
         self.relu1 = PartialReLU()
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(c_out, c_out, KERNEL, 1, PADDING, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or c_in != c_out:
@@ -39,27 +50,26 @@ class BasicBlock(nn.Module):
         return self.relu2(out + self.shortcut(x))
 
 
-class ResNet(nn.Module):
-    """CIFAR ResNet: 3x3 stride-1 stem, no max-pool (ResNet18: widths 64..512; ResNet20: 16..64)."""
+def _residual_stages(
+    block: Callable[[int, int, int], nn.Module], arch: ResNetArch | WideResNetArch
+) -> nn.ModuleList:
+    """One nn.Sequential of `block`s per stage of the spec."""
+    return nn.ModuleList(
+        nn.Sequential(*(block(b.c_in, b.c_out, b.stride) for b in stage)) for stage in arch.stages()
+    )
 
-    def __init__(
-        self, blocks: list[int], widths: list[int], num_classes: int, in_channels: int = 3
-    ) -> None:
+
+class ResNet(nn.Module):
+    """CIFAR ResNet (see ResNetArch): stem conv and ReLU, stages of basic blocks."""
+
+    def __init__(self, arch: ResNetArch, num_classes: int, in_channels: int = 3) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(widths[0])
+        self.conv1 = nn.Conv2d(in_channels, arch.stem, KERNEL, 1, PADDING, bias=False)
+        self.bn1 = nn.BatchNorm2d(arch.stem)
         self.relu = PartialReLU(source="conv1", is_stem=True)
-        stages: list[nn.Module] = []
-        c_in = widths[0]
-        for i, (n, c_out) in enumerate(zip(blocks, widths)):
-            layers = []
-            for j in range(n):
-                layers.append(BasicBlock(c_in, c_out, 2 if (j == 0 and i > 0) else 1))
-                c_in = c_out
-            stages.append(nn.Sequential(*layers))
-        self.layers = nn.ModuleList(stages)
+        self.layers = _residual_stages(BasicBlock, arch)
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(c_in, num_classes)
+        self.fc = nn.Linear(arch.widths[-1], num_classes)
         for name, mod in self.named_modules():
             if isinstance(mod, BasicBlock):
                 mod.relu1.source = f"{name}.conv1"
@@ -84,10 +94,10 @@ class PreActBlock(nn.Module):
         super().__init__()
         self.bn1 = nn.BatchNorm2d(c_in)
         self.relu1 = PartialReLU()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.conv1 = nn.Conv2d(c_in, c_out, KERNEL, stride, PADDING, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
         self.relu2 = PartialReLU()
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.conv2 = nn.Conv2d(c_out, c_out, KERNEL, 1, PADDING, bias=False)
         self.shortcut: nn.Module | None = None
         if stride != 1 or c_in != c_out:
             self.shortcut = nn.Conv2d(c_in, c_out, 1, stride, bias=False)
@@ -99,26 +109,16 @@ class PreActBlock(nn.Module):
 
 
 class WideResNet(nn.Module):
-    """Pre-activation WRN-depth-k (Zagoruyko & Komodakis); the stem conv has no ReLU."""
+    """Pre-activation WRN-depth-k (see WideResNetArch); the stem conv has no ReLU."""
 
-    def __init__(self, depth: int, k: int, num_classes: int, in_channels: int = 3) -> None:
+    def __init__(self, arch: WideResNetArch, num_classes: int, in_channels: int = 3) -> None:
         super().__init__()
-        n = (depth - 4) // 6
-        widths = [16, 16 * k, 32 * k, 64 * k]
-        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
-        groups: list[nn.Module] = []
-        c_in = widths[0]
-        for i, c_out in enumerate(widths[1:]):
-            blocks = []
-            for j in range(n):
-                blocks.append(PreActBlock(c_in, c_out, 2 if (j == 0 and i > 0) else 1))
-                c_in = c_out
-            groups.append(nn.Sequential(*blocks))
-        self.layers = nn.ModuleList(groups)
-        self.bn = nn.BatchNorm2d(c_in)
+        self.conv1 = nn.Conv2d(in_channels, arch.stem, KERNEL, 1, PADDING, bias=False)
+        self.layers = _residual_stages(PreActBlock, arch)
+        self.bn = nn.BatchNorm2d(arch.widths[-1])
         self.relu = PartialReLU()
         self.pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(c_in, num_classes)
+        self.fc = nn.Linear(arch.widths[-1], num_classes)
         prev = "conv1"  # the conv whose output the next relu1 sees
         for name, mod in self.named_modules():
             if isinstance(mod, PreActBlock):
@@ -140,24 +140,22 @@ class WideResNet(nn.Module):
         return self.forward_features(x)[0]
 
 
-# CIFAR VGG16-BN: five conv blocks, no pooling after the last (so blocks 4 and 5 both run at
-# 4x4 for 32x32 inputs), global average pool, one linear layer.
-VGG16_BLOCKS = [[64, 64], [128, 128], [256, 256, 256], [512, 512, 512], [512, 512, 512]]
-
-
 class VGG(nn.Module):
-    def __init__(self, blocks: list[list[int]], num_classes: int, in_channels: int = 3) -> None:
+    """CIFAR VGG-BN (see VGGArch): conv blocks, global average pool, one linear layer."""
+
+    def __init__(self, arch: VGGArch, num_classes: int, in_channels: int = 3) -> None:
         super().__init__()
         stages: list[nn.Module] = []
         c_in = in_channels
-        for i, widths in enumerate(blocks):
+        for i, widths in enumerate(arch.blocks):
             layers: list[nn.Module] = []
             for c_out in widths:
-                layers += [nn.Conv2d(c_in, c_out, 3, 1, 1, bias=False), nn.BatchNorm2d(c_out)]
+                conv = nn.Conv2d(c_in, c_out, KERNEL, 1, PADDING, bias=False)
+                layers += [conv, nn.BatchNorm2d(c_out)]
                 layers.append(PartialReLU(is_stem=(i == 0 and len(layers) == 2)))
                 c_in = c_out
-            if i < len(blocks) - 2:
-                layers.append(nn.MaxPool2d(2))
+            if arch.pooled(i):
+                layers.append(nn.MaxPool2d(POOL))
             stages.append(nn.Sequential(*layers))
         self.layers = nn.ModuleList(stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -178,15 +176,16 @@ class VGG(nn.Module):
         return self.forward_features(x)[0]
 
 
-MODELS: dict[str, Callable[[int, int], nn.Module]] = {
-    "resnet18": lambda nc, ic: ResNet([2, 2, 2, 2], [64, 128, 256, 512], nc, ic),
-    "resnet20": lambda nc, ic: ResNet([3, 3, 3], [16, 32, 64], nc, ic),
-    "wrn22_8": lambda nc, ic: WideResNet(22, 8, nc, ic),
-    "vgg16_bn": lambda nc, ic: VGG(VGG16_BLOCKS, nc, ic),
+_BUILDERS: dict[type, Callable[..., nn.Module]] = {
+    ResNetArch: ResNet,
+    WideResNetArch: WideResNet,
+    VGGArch: VGG,
 }
 
-
-assert tuple(sorted(MODELS)) == catalog.MODELS, "stages.catalog.MODELS names every model"
+# (num_classes, in_channels) -> a fresh model, by name; stages.catalog.MODELS names the same.
+MODELS: dict[str, Callable[[int, int], nn.Module]] = {
+    name: partial(_BUILDERS[type(arch)], arch) for name, arch in ARCHITECTURES.items()
+}
 
 
 def build_model(name: str, num_classes: int = 10, in_channels: int = 3) -> nn.Module:

@@ -164,8 +164,9 @@ def partial_relus(model: nn.Module) -> list[tuple[str, PartialReLU]]:
 def relu_layers(
     model: nn.Module, input_size: int, in_channels: int = 3, include_stem: bool = True
 ) -> list[ReLULayer]:
-    """Trace one forward pass to read each ReLU layer's activation shape: the single source of
-    every ReLU count in the project."""
+    """Trace one forward pass to read each ReLU layer's activation shape: what masks are shaped
+    and counted from. stages.architecture computes the same shapes without torch, for the
+    orchestrator; tests/stages/test_catalog.py compares the two."""
     shapes: dict[str, tuple[int, int, int]] = {}
     handles = []
     for name, mod in partial_relus(model):
