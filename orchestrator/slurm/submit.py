@@ -131,6 +131,21 @@ _NODE = re.compile(r"NodeName=(\S+).* State=(\S+)(?:.* Reason=(.*?)(?: \[[^]]*\]
 _UNHEALTHY = ("DOWN", "DRAIN", "FAIL", "NOT_RESPONDING")
 
 
+def pending_reason(job_id: str) -> str:
+    """Why Slurm has not started a pending job yet, in Slurm's words (`squeue %r`), or ""
+    for a job that is not pending (or a reason that is only its place in the queue)."""
+    out = subprocess.run(
+        ["squeue", "-h", "-j", check_job_id(job_id, "pending_reason"), "-o", "%T|%r"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    state, _, reason = out.stdout.strip().partition("|")
+    if state != "PENDING" or reason in ("", "None", "Priority", "Resources", "BeginTime"):
+        return ""
+    return reason
+
+
 def node_states(nodelists: list[str]) -> list[tuple[str, str, str]]:
     """(node, state, reason) of each node in these Slurm node lists that Slurm does not count
     healthy (DOWN, DRAIN, FAIL or NOT_RESPONDING among its state's flags), as `scontrol show
@@ -248,10 +263,18 @@ def follow(job: Any, printer: Callable[[str], None], poll: float = 1.0) -> int:
     0 that ended without a result (cancelled, failed, out of requeues)."""
     log = Path(str(job.paths.stdout).replace("%t", "0"))
     task0 = job.task(0)
-    pos, polls = 0, 0
+    pos, polls, told = 0, 0, ""
     while True:
         done = task0.done(force_check=polls % 10 == 9)
         polls += 1
+        if (
+            not log.exists()
+            and polls % 10 == 1
+            and (why := pending_reason(str(job.job_id))) != told
+        ):
+            told = why  # a job that cannot start (a node DOWN, too few free) says why, once
+            if why:
+                printer(f"Slurm job {job.job_id} is pending: {why}")
         if log.exists():
             with log.open("rb") as f:
                 f.seek(pos)
@@ -315,6 +338,8 @@ def status(workdir: Path, printer: Callable[[str], None] = print) -> int:
     cur = _current(workdir)
     state, nodelist = job_info(cur["folder"], cur["job_id"])
     on = f" on {nodelist}" if nodelist and nodelist != "None assigned" else ""
+    if state == "PENDING" and (why := pending_reason(cur["job_id"])):
+        on = f" ({why})"
     printer(
         f"Slurm job {cur['job_id']}: {state}{on} (submitted {cur['submitted_at']}, folder {cur['folder']})"
     )

@@ -136,7 +136,8 @@ def test_a_host_lost_mid_sweep(tmp_path: Path) -> None:
     kill-host`: its link cut, every process in its namespaces killed: slurmd, raylet, the
     stage). The job goes on on the other two hosts: Tune retries the stage once, from its
     epoch checkpoint; no record is lost or doubled; `senet status` names the stage and the
-    host it was lost on, and Slurm's DOWN for that node; a new submission runs on the rest."""
+    host it was lost on, and Slurm's DOWN for that node; a new submission runs on the rest, and
+    one that asks for all three pends, saying why."""
     from orchestrator.plan.plan import build_plan
     from orchestrator.spec.sweep import load_sweep
     from stages.artifacts import checkpoint_path, load_state
@@ -207,6 +208,14 @@ def test_a_host_lost_mid_sweep(tmp_path: Path) -> None:
         assert "ran 1 stage executions" in again.stdout
         new = [r for r in _records(work, "lost") if r["key"] not in {r["key"] for r in rows}]
         assert len(new) == 1 and new[0]["hostname"] != lost_host
+        # Three hosts asked for with one DOWN: the job pends, and `senet status` says why.
+        assert senet("submit", str(path), "--nodes", "3").returncode == 0
+        deadline = time.monotonic() + 120  # a hang guard: Slurm gives the reason at once
+        while "DOWN" not in (status := senet("status", str(work)).stdout).splitlines()[0]:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.5)
+        assert status.startswith("Slurm job ") and ": PENDING (" in status.splitlines()[0]
+        assert senet("cancel", str(work)).returncode == 0
     finally:
         if proc.poll() is None:
             proc.kill()
