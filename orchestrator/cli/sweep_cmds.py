@@ -89,6 +89,7 @@ def _load(args: argparse.Namespace, write: bool = False) -> Sweep:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from orchestrator.run.counts import sweep_counts
     from orchestrator.run.status import plan_summary
 
     sweep = _load(args)
@@ -98,9 +99,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for line in plan_lines(build_plan(sweep, [] if sweep.search.optuna else None)):
             print(line)
         return 0
-    summary = plan_summary(sweep)
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(plan_summary(sweep)))
         return 0
     print(
         f"sweep {sweep.name}: {sweep.model} on {sweep.dataset} ({sweep.relu_total:,} ReLUs), workdir {sweep.workdir}"
@@ -108,8 +108,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(
         f"budgets: {', '.join(f'{b:,}' for b in sweep.budgets)}; seeds: {', '.join(map(str, sweep.seeds))}; search: {sweep.search.mode}"
     )
-    for stage, counts in summary.items():
-        print(f"{stage}: {counts['total']} runs, {counts['done']} done")
+    for stage, counts in sweep_counts(sweep).items():
+        print(f"stage{stage}: {counts.text()}")
     return 0
 
 

@@ -15,6 +15,7 @@ from ray.tune import Callback
 from orchestrator.plan.dag import DagSearcher, config_extras, config_node
 from orchestrator.plan.plan import Node
 from orchestrator.records.write import write_uncommitted
+from orchestrator.run.counts import Unsampled
 from orchestrator.run.eta import Eta, Work, add_epoch, estimate
 from orchestrator.run.status import (
     error_summary,
@@ -63,8 +64,13 @@ class Progress:
         workdir: Path | None = None,
         run_id: str = "",
         sweep: str = "",
+        outside: Callable[[], list[Unsampled]] | None = None,
     ) -> None:
         self.searcher, self.printer, self.every = searcher, printer, every
+        # The Optuna trials not sampled yet and what they imply (orchestrator.run.counts):
+        # pending work that is not yet a node, counted on every line and in the ETA.
+        self.outside_now = outside or list
+        self.outside: list[Unsampled] = self.outside_now()
         self.concurrency, self.workdir, self.run_id, self.sweep = (
             concurrency,
             workdir,
@@ -78,18 +84,24 @@ class Progress:
         self.measured: dict[int, tuple[int, float]] = {}  # stage -> (epochs timed, seconds)
         self._varying: set[tuple[int, str]] = set()
         self._varying_for = -1
-        self._planned = -1
+        self.phase = WAITING  # until a trial reports its first epoch
+        self._planned: tuple[int, list[Unsampled], str] | None = None
         self._snapshot()
 
     def _snapshot(self) -> None:
-        """The plan for `senet status`, rewritten only when nodes were added (Optuna)."""
-        if self.workdir is not None and self._planned != len(self.searcher.nodes):
-            nodes = self.searcher.nodes.values()
+        """The plan for `senet status`, rewritten only when nodes were added or trials
+        sampled (Optuna)."""
+        self.outside = self.outside_now()
+        planned = (len(self.searcher.nodes), self.outside, self.phase)
+        if self.workdir is not None and self._planned != planned:
+            nodes, outside = self.searcher.nodes.values(), self.outside
             workdir = self.workdir
             unless_full(
-                lambda: write_plan(workdir, self.sweep, self.run_id, nodes, self.concurrency)
+                lambda: write_plan(
+                    workdir, self.sweep, self.run_id, nodes, self.concurrency, outside, self.phase
+                )
             )
-            self._planned = len(self.searcher.nodes)
+            self._planned = planned
 
     def _labels(self, node: Any) -> str:
         """Only the labels that tell this stage's executions apart (budget, tau, …). Which
@@ -119,6 +131,9 @@ class Progress:
         if "epoch" not in result or result.get("stage_done"):
             return
         self.latest[trial_id] = result
+        if self.phase:
+            self.phase = ""
+            self._snapshot()
         seconds = result.get("time_this_iter_s")
         if isinstance(seconds, (int, float)) and isinstance(result.get("stage"), int):
             add_epoch(self.measured, result["stage"], seconds)
@@ -155,6 +170,8 @@ class Progress:
             parents = tuple(k for k in (n.stage1_key, n.stage2_key) if k)
             epochs = int(n.config.optim.epochs)
             work.append(Work(key, n.stage, epochs, int(at.get(key, 0)), parents, key in at))
+        for u in self.outside:
+            work.extend(u.work())
         return estimate(work, self.measured, self.concurrency)
 
     def _t(self) -> str:
@@ -167,11 +184,15 @@ class Progress:
         self.last = now
         self._snapshot()
         parts = []
+        outside = {u.stage: u for u in self.outside}
         for n in (1, 2, 3):
             c = self.searcher.counts(n)
             extra = "".join(f" {c[k]} {k}" for k in ("failed", "skipped") if c[k])
+            u = outside.get(n)
+            done, pending = c["done"] + (u.done if u else 0), c["pending"] + (u.pending if u else 0)
             parts.append(
-                f"stage{n} {c['done']} done {c['running']} running {c['pending']} pending{extra}"
+                f"stage{n} {done} done {c['running']} running {pending} pending{extra}"
+                + (u.note() if u else "")
             )
         best = ", ".join(f"{b}: {a:.4f}" for b, a in sorted(self.best.items()))
         self.printer(
@@ -184,11 +205,16 @@ class Progress:
         if len(running) > _SHOWN:
             shown.append(f"{len(running) - _SHOWN} more")
         eta = self.eta()
-        if shown or self.searcher.pending:
+        if shown or self.searcher.pending or any(u.pending for u in self.outside):
             estimate_text = eta.text() if eta else "ETA after the first measured epoch"
             self.printer(f"{'':10} " + "; ".join([*shown, estimate_text]))
 
 
+# What a run does between Ray's start and the first epoch: for `senet status`, on plan.json.
+WAITING = (
+    "waiting for the first trials to report an epoch "
+    "(Ray starts their actors, which import torch and load the data)"
+)
 _SHOWN = 4  # running stages named on the status line; the rest are counted
 
 
