@@ -14,17 +14,14 @@ from ray.tune import Callback
 
 from orchestrator.plan.dag import DagSearcher, config_extras, config_node
 from orchestrator.plan.plan import Node
-from orchestrator.records.write import write_uncommitted
+from orchestrator.records.write import has_record, write_uncommitted
+from orchestrator.run.attempts import error_summary, lost_text, read_lost, record_lost
 from orchestrator.run.counts import Unsampled
 from orchestrator.run.eta import Eta, Work, add_epoch, estimate
 from orchestrator.run.status import (
-    error_summary,
     label_text,
-    lost_text,
     progress_path,
     read_json,
-    read_lost,
-    record_lost,
     running_text,
     varying,
     write_json,
@@ -33,6 +30,7 @@ from orchestrator.run.status import (
 from orchestrator.run.trial import TrialSpec
 from orchestrator.spec.sweep import Sweep
 from stages.artifacts import DiskFullError, full_disk
+from stages.store import Store
 
 log = logging.getLogger("senet.run")
 
@@ -187,7 +185,7 @@ class Progress:
         outside = {u.stage: u for u in self.outside}
         for n in (1, 2, 3):
             c = self.searcher.counts(n)
-            extra = "".join(f" {c[k]} {k}" for k in ("failed", "skipped") if c[k])
+            extra = "".join(f" {c[k]} {k}" for k in ("stopped", "failed", "skipped") if c[k])
             u = outside.get(n)
             done, pending = c["done"] + (u.done if u else 0), c["pending"] + (u.pending if u else 0)
             parts.append(
@@ -338,7 +336,9 @@ class FailureRecorder(Callback):
 
 class StoppedRecorder:
     """A DagSearcher listener that records the stage-3 trials ASHA stopped early: analysts
-    see every sampled setting, with the validation accuracy Optuna was told."""
+    see every sampled setting, with the validation accuracy Optuna was told. Once the record
+    is written the trial's epoch checkpoint and progress file go: a stopped trial is never
+    resumed (Optuna counts it PRUNED), and `senet status` shows it from its record."""
 
     def __init__(self, sweep: Sweep, spec: TrialSpec, searcher: DagSearcher) -> None:
         self.sweep, self.spec, self.searcher = sweep, spec, searcher
@@ -362,3 +362,6 @@ class StoppedRecorder:
                 last=result,
             )
         )
+        if has_record(self.spec.workdir, self.spec.sweep, node.stage, node.key):
+            Store(self.spec.store).checkpoint(node.stage, node.key).unlink(missing_ok=True)
+            progress_path(self.spec.workdir, node.key).unlink(missing_ok=True)

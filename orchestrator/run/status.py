@@ -14,6 +14,7 @@ from typing import Any
 
 from orchestrator.errors import UserError
 from orchestrator.plan.plan import Node
+from orchestrator.run.attempts import PROGRESS, lost_text, read_lost, read_stopped, stopped_text
 from orchestrator.run.counts import Unsampled, sweep_counts
 from orchestrator.run.eta import Work, duration, estimate
 from orchestrator.run.lock import holder_run_id, lock_holder
@@ -36,13 +37,7 @@ def plan_summary(sweep: Sweep) -> dict[str, dict[str, Any]]:
 # after every epoch and removed once the stage commits; a stage that failed for good keeps it,
 # with its error. Small JSON beside the store, not inside the epoch checkpoint: reading a
 # checkpoint needs torch and the whole model, and the store's folders have rules of their own.
-PROGRESS = "progress"
 PLAN = "plan.json"
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_EXCEPTION = re.compile(
-    r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning)\w*)(?::\s*(.*))?$"
-)
-_WRAPPERS = ("ray.", "RayTaskError", "RayActorError", "TuneError")
 
 
 def progress_path(workdir: Path, key: str | None = None) -> Path:
@@ -216,64 +211,6 @@ def running_text(
     return text
 
 
-def error_summary(text: str) -> str:
-    """The stage's own exception from a Ray error file or traceback, in one line: the last
-    exception line that is not one of Ray's wrappers (`Type: message`), with the lines of its
-    message that follow, colour codes removed, cut at 300 characters."""
-    lines = [_ANSI.sub("", line).strip() for line in text.splitlines()]
-    at = None
-    for i, line in enumerate(lines):
-        m = _EXCEPTION.match(line)
-        if m and not m.group(1).startswith(_WRAPPERS):
-            at = i
-    if at is None:
-        found = [next((line for line in reversed(lines) if line), "")]
-    else:
-        found = [lines[at]]
-        for line in lines[at + 1 :]:
-            if line.startswith(("File ", "Traceback", "The above exception")):
-                break
-            found.append(line)
-    text = " ".join(" ".join(found).split())
-    return text if len(text) <= 300 else text[:299] + "…"
-
-
-LOST = "lost.jsonl"  # in progress/: one line per attempt of a stage that was lost and retried
-
-
-def record_lost(workdir: Path, attempt: dict[str, Any]) -> None:
-    """Append one lost attempt (run_id, stage, key, host, epoch, epochs, error) in one write:
-    the one home of that fact, read by `senet status` during the run and after it."""
-    path = Path(workdir) / PROGRESS / LOST
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(attempt, default=str) + "\n")
-
-
-def read_lost(workdir: Path, run_id: object) -> list[dict[str, Any]]:
-    """The run's lost attempts, oldest first; a torn or foreign line is skipped."""
-    try:
-        lines = (Path(workdir) / PROGRESS / LOST).read_text(errors="replace").splitlines()
-    except OSError:
-        return []
-    found = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and row.get("run_id") == run_id:
-            found.append(row)
-    return found
-
-
-def lost_text(attempt: dict[str, Any]) -> str:
-    """One lost attempt of a stage: `lost on node3 at epoch 4/20: <its error>`."""
-    where = f" on {attempt['host']}" if attempt.get("host") else ""
-    at = f" at epoch {attempt['epoch']}/{attempt['epochs']}" if attempt.get("epochs") else ""
-    return f"lost{where}{at}: {attempt.get('error') or 'no error recorded'}"
-
-
 def has_local_run(workdir: Path) -> bool:
     return progress_path(workdir).exists()
 
@@ -330,11 +267,15 @@ def local_status(workdir: Path, now: float | None = None) -> list[str]:
         for k, p in progress.items()
         if held and k not in failed and p.get("run_id") == plan.get("run_id")
     }
+    # ASHA stops trials only in the Optuna modes (those with trials outside the nodes). A
+    # stopped record wins over a progress file left beside it, unless that one runs now.
+    unfinished = (str(n["key"]) for n in nodes if n["key"] not in done | running | failed)
+    stopped = read_stopped(workdir, str(plan.get("sweep")), unfinished) if outside else {}
     blocked: set[str] = set()
     for n in nodes:  # parents come before children
         if any(p in failed or p in blocked for p in n.get("parents", [])):
             blocked.add(str(n["key"]))
-    left = len(nodes) - len(done) + sum(u.pending for u in outside.values())
+    left = len(nodes) - len(done) - len(stopped) + sum(u.pending for u in outside.values())
     state = "running" if held else ("finished" if not left else "not running")
     lines = [
         f"sweep {plan.get('sweep')} in {workdir}: {state}"
@@ -354,6 +295,7 @@ def local_status(workdir: Path, now: float | None = None) -> list[str]:
         count = {
             "done": sum(k in done for k in keys),
             "running": sum(k in running for k in keys),
+            "stopped": sum(k in stopped for k in keys),
             "failed": sum(k in failed for k in keys),
             "blocked": sum(k in blocked for k in keys),
         }
@@ -372,10 +314,14 @@ def local_status(workdir: Path, now: float | None = None) -> list[str]:
         )
         for n in nodes:
             key = str(n["key"])
-            if int(n["stage"]) != stage or key not in progress:
+            if int(n["stage"]) != stage or (key not in progress and key not in stopped):
+                continue
+            labels = label_text(stage, n.get("labels") or {}, vary, key)
+            if key in stopped:
+                text = stopped_text(stopped[key], n.get("epochs"))
+                lines.append(f"  stopped stage{stage} {labels}: {text}")
                 continue
             p = progress[key]
-            labels = label_text(stage, n.get("labels") or {}, vary, key)
             if key in failed:
                 f = p["failed"]
                 lines.append(f"  FAILED  stage{stage} {labels}: {f.get('error', '')}")
@@ -419,7 +365,7 @@ def local_status(workdir: Path, now: float | None = None) -> list[str]:
                 str(n["key"]) in running,
             )
             for n in nodes
-            if n["key"] not in done and n["key"] not in failed and n["key"] not in blocked
+            if n["key"] not in done | failed | blocked | stopped.keys()
         ]
         work += [w for u in outside.values() for w in u.work()]
         eta = estimate(work, measured, int(plan.get("concurrency") or 1))

@@ -18,7 +18,7 @@ from orchestrator.run.status import local_status
 from orchestrator.spec.sweep import load_sweep
 
 _STAGE = re.compile(r"^stage(\d): (.*)$")
-_COUNT = re.compile(r"(\d+) (done|running|pending|failed|blocked)")
+_COUNT = re.compile(r"(\d+) (done|running|pending|stopped|failed|blocked)")
 
 
 def _status_counts(lines: list[str]) -> dict[int, tuple[int, int]]:
