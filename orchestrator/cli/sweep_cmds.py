@@ -157,7 +157,7 @@ def _flat(config: object) -> dict[str, object]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from orchestrator.analysis.report import print_results
+    from orchestrator.analysis.report import print_failures, print_results
     from orchestrator.run.driver import ConnectError, run_sweep
     from stages.train import device_problem
 
@@ -180,9 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"ran {sum(summary.executed.values())} stage executions ({ran}) in {summary.wall_s:.1f} s"
     )
     if summary.failed:
-        printer(
-            f"{len(summary.failed)} stage executions failed (status=failed in the records); {len(summary.skipped)} skipped behind them"
-        )
+        print_failures(sweep, summary.run_id, len(summary.skipped), printer)
         return 1
     if summary.interrupted:
         print("interrupted: rerun the same command to resume", file=sys.stderr)

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+ERROR_CHARS = 200  # a failure's one line, at most
 PROGRESS = "progress"  # <workdir>/progress/: what a run leaves for `senet status`
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -23,7 +24,8 @@ _WRAPPERS = ("ray.", "RayTaskError", "RayActorError", "TuneError")
 def error_summary(text: str) -> str:
     """The stage's own exception from a Ray error file or traceback, in one line: the last
     exception line that is not one of Ray's wrappers (`Type: message`), with the lines of its
-    message that follow, colour codes removed, cut at 300 characters."""
+    message that follow, colour codes removed, cut at 200 characters (the record's `error`
+    and the FAILED line; the whole traceback stays in its file)."""
     lines = [_ANSI.sub("", line).strip() for line in text.splitlines()]
     at = None
     for i, line in enumerate(lines):
@@ -39,7 +41,7 @@ def error_summary(text: str) -> str:
                 break
             found.append(line)
     text = " ".join(" ".join(found).split())
-    return text if len(text) <= 300 else text[:299] + "…"
+    return text if len(text) <= ERROR_CHARS else text[: ERROR_CHARS - 1] + "…"
 
 
 LOST = "lost.jsonl"  # in progress/: one line per attempt of a stage that was lost and retried

@@ -310,10 +310,7 @@ class FailureRecorder(Callback):
         node = config_node(trial.config)
         if node is None:
             return
-        error = ""
-        if trial.error_file and os.path.exists(trial.error_file):
-            error = Path(trial.error_file).read_text()[-4000:]
-        summary, log = trial_failure(trial)
+        summary, log = trial_failure(trial)  # the last attempt's error, in one line
         path = progress_path(self.spec.workdir, node["key"])
         progress = read_json(path) or {"stage": node["stage"], "key": node["key"]}
         unless_full(
@@ -329,7 +326,8 @@ class FailureRecorder(Callback):
                 self.sweep.dataset,
                 "failed",
                 prov,
-                error.strip(),
+                summary,
+                error_log=log or None,
             )
         )
 

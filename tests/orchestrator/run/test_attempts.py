@@ -61,3 +61,25 @@ def test_an_asha_stopped_trial_is_shown_stopped_and_leaves_no_checkpoint(
     shown = re.findall(r"stopped stage3 .*: stopped by ASHA at epoch 1/3 \(val 0\.\d{4}\)", text)
     assert len(shown) == 1 and stopped[0]["epochs"] == 1, text
     assert "resumes" not in text and "interrupted" not in text and "left" not in text
+
+
+def test_a_failure_is_the_last_attempts_exception_in_one_short_line() -> None:
+    """Ray's error file of a stage that failed twice: the record's `error` is the second
+    attempt's own exception, one line, at most 200 characters."""
+    from orchestrator.run.attempts import ERROR_CHARS, error_summary
+
+    def attempt(n: int, message: str) -> str:
+        return (
+            f"Failure # {n}\n\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=1)\n"
+            'Traceback (most recent call last):\n  File "x.py", line 1, in f\n'
+            f"RuntimeError: {message}\n"
+        )
+
+    text = (
+        attempt(1, "first")
+        + attempt(2, "second " + "x" * 500)
+        + "ray.exceptions.RayTaskError: wrapped\n"
+    )
+    line = error_summary(text)
+    assert line.startswith("RuntimeError: second xxx") and "first" not in line
+    assert "\n" not in line and len(line) == ERROR_CHARS == 200
