@@ -89,6 +89,7 @@ def _load(args: argparse.Namespace, write: bool = False) -> Sweep:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from orchestrator.run.counts import sweep_counts
     from orchestrator.run.status import plan_summary
 
     sweep = _load(args)
@@ -98,9 +99,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         for line in plan_lines(build_plan(sweep, [] if sweep.search.optuna else None)):
             print(line)
         return 0
-    summary = plan_summary(sweep)
     if args.json:
-        print(json.dumps(summary))
+        print(json.dumps(plan_summary(sweep)))
         return 0
     print(
         f"sweep {sweep.name}: {sweep.model} on {sweep.dataset} ({sweep.relu_total:,} ReLUs), workdir {sweep.workdir}"
@@ -108,8 +108,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(
         f"budgets: {', '.join(f'{b:,}' for b in sweep.budgets)}; seeds: {', '.join(map(str, sweep.seeds))}; search: {sweep.search.mode}"
     )
-    for stage, counts in summary.items():
-        print(f"{stage}: {counts['total']} runs, {counts['done']} done")
+    for stage, counts in sweep_counts(sweep).items():
+        print(f"stage{stage}: {counts.text()}")
     return 0
 
 
@@ -157,7 +157,7 @@ def _flat(config: object) -> dict[str, object]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from orchestrator.analysis.report import print_results
+    from orchestrator.analysis.report import print_failures, print_results
     from orchestrator.run.driver import ConnectError, run_sweep
     from stages.train import device_problem
 
@@ -180,9 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"ran {sum(summary.executed.values())} stage executions ({ran}) in {summary.wall_s:.1f} s"
     )
     if summary.failed:
-        printer(
-            f"{len(summary.failed)} stage executions failed (status=failed in the records); {len(summary.skipped)} skipped behind them"
-        )
+        print_failures(sweep, summary.run_id, len(summary.skipped), printer)
         return 1
     if summary.interrupted:
         print("interrupted: rerun the same command to resume", file=sys.stderr)

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 3  # 2: method, init, hamming; 3: stage1_key
+SCHEMA_VERSION = 4  # 2: method, init, hamming; 3: stage1_key; 4: error_log
 
 _TS = pa.timestamp("us", tz="UTC")
 SCHEMA = pa.schema(
@@ -55,6 +55,7 @@ SCHEMA = pa.schema(
         ("init", pa.string()),
         ("hamming", pa.float64()),  # stage 2: mask change over its last epoch (0: settled)
         ("stage1_key", pa.string()),  # the stage-1 execution (teacher) it descends from
+        ("error_log", pa.string()),  # a failed execution: the file with its full traceback
     ]
 )
 PARTITIONS = pa.schema([("sweep", pa.string()), ("stage", pa.int32())])
@@ -127,6 +128,7 @@ def row_from_meta(meta: dict[str, Any], sweep: str, artifact: Path | str) -> dic
         "test_acc": meta.get("test_acc"),
         "status": "completed" if prov.get("sweep") == sweep else "reused",
         "error": None,
+        "error_log": None,
         "started_at": _ts(meta.get("started_at")),
         "finished_at": _ts(meta.get("finished_at")),
         "wall_s": meta.get("wall_s"),
@@ -148,10 +150,12 @@ def row_without_artifact(
     provenance: dict[str, Any],
     error: str | None = None,
     last: dict[str, Any] | None = None,
+    error_log: str | None = None,
 ) -> dict[str, Any]:
     """The record of a stage execution that left no artifact: `failed` (raised on every
-    attempt; `error` says why) or `stopped` (ASHA stopped it early; `last` is its last
-    per-epoch result, whose val_acc Optuna was told)."""
+    attempt; `error` says why in one line, `error_log` names the file with the whole
+    traceback) or `stopped` (ASHA stopped it early; `last` is its last per-epoch result,
+    whose val_acc Optuna was told)."""
     cfg, labels = node["config"], node.get("labels", {})
     last = last or {}
     optim = cfg.get("optim", {})
@@ -174,6 +178,7 @@ def row_without_artifact(
         "val_acc": last.get("val_acc"),
         "status": status,
         "error": plain_text(error),
+        "error_log": error_log,
         "finished_at": dt.datetime.now(tz=dt.UTC),
         "slurm_job_id": provenance.get("slurm_job_id"),
         "ray_trial_id": provenance.get("ray_trial_id"),

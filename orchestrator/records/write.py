@@ -88,10 +88,11 @@ def write_uncommitted(
     provenance: dict[str, Any],
     error: str | None = None,
     last: dict[str, Any] | None = None,
+    error_log: str | None = None,
 ) -> Path:
     """The record of a stage execution that left no artifact (`failed`, or `stopped` early by
     ASHA), from its plan node (Node.to_dict()): the one way such a record is written."""
-    row = row_without_artifact(node, model, dataset, status, provenance, error, last)
+    row = row_without_artifact(node, model, dataset, status, provenance, error, last, error_log)
     return write_record(workdir, sweep, int(node["stage"]), row)
 
 

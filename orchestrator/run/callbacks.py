@@ -14,16 +14,14 @@ from ray.tune import Callback
 
 from orchestrator.plan.dag import DagSearcher, config_extras, config_node
 from orchestrator.plan.plan import Node
-from orchestrator.records.write import write_uncommitted
+from orchestrator.records.write import has_record, write_uncommitted
+from orchestrator.run.attempts import error_summary, lost_text, read_lost, record_lost
+from orchestrator.run.counts import Unsampled
 from orchestrator.run.eta import Eta, Work, add_epoch, estimate
 from orchestrator.run.status import (
-    error_summary,
     label_text,
-    lost_text,
     progress_path,
     read_json,
-    read_lost,
-    record_lost,
     running_text,
     varying,
     write_json,
@@ -32,6 +30,7 @@ from orchestrator.run.status import (
 from orchestrator.run.trial import TrialSpec
 from orchestrator.spec.sweep import Sweep
 from stages.artifacts import DiskFullError, full_disk
+from stages.store import Store
 
 log = logging.getLogger("senet.run")
 
@@ -63,8 +62,13 @@ class Progress:
         workdir: Path | None = None,
         run_id: str = "",
         sweep: str = "",
+        outside: Callable[[], list[Unsampled]] | None = None,
     ) -> None:
         self.searcher, self.printer, self.every = searcher, printer, every
+        # The Optuna trials not sampled yet and what they imply (orchestrator.run.counts):
+        # pending work that is not yet a node, counted on every line and in the ETA.
+        self.outside_now = outside or list
+        self.outside: list[Unsampled] = self.outside_now()
         self.concurrency, self.workdir, self.run_id, self.sweep = (
             concurrency,
             workdir,
@@ -78,18 +82,24 @@ class Progress:
         self.measured: dict[int, tuple[int, float]] = {}  # stage -> (epochs timed, seconds)
         self._varying: set[tuple[int, str]] = set()
         self._varying_for = -1
-        self._planned = -1
+        self.phase = WAITING  # until a trial reports its first epoch
+        self._planned: tuple[int, list[Unsampled], str] | None = None
         self._snapshot()
 
     def _snapshot(self) -> None:
-        """The plan for `senet status`, rewritten only when nodes were added (Optuna)."""
-        if self.workdir is not None and self._planned != len(self.searcher.nodes):
-            nodes = self.searcher.nodes.values()
+        """The plan for `senet status`, rewritten only when nodes were added or trials
+        sampled (Optuna)."""
+        self.outside = self.outside_now()
+        planned = (len(self.searcher.nodes), self.outside, self.phase)
+        if self.workdir is not None and self._planned != planned:
+            nodes, outside = self.searcher.nodes.values(), self.outside
             workdir = self.workdir
             unless_full(
-                lambda: write_plan(workdir, self.sweep, self.run_id, nodes, self.concurrency)
+                lambda: write_plan(
+                    workdir, self.sweep, self.run_id, nodes, self.concurrency, outside, self.phase
+                )
             )
-            self._planned = len(self.searcher.nodes)
+            self._planned = planned
 
     def _labels(self, node: Any) -> str:
         """Only the labels that tell this stage's executions apart (budget, tau, …). Which
@@ -119,6 +129,9 @@ class Progress:
         if "epoch" not in result or result.get("stage_done"):
             return
         self.latest[trial_id] = result
+        if self.phase:
+            self.phase = ""
+            self._snapshot()
         seconds = result.get("time_this_iter_s")
         if isinstance(seconds, (int, float)) and isinstance(result.get("stage"), int):
             add_epoch(self.measured, result["stage"], seconds)
@@ -155,6 +168,8 @@ class Progress:
             parents = tuple(k for k in (n.stage1_key, n.stage2_key) if k)
             epochs = int(n.config.optim.epochs)
             work.append(Work(key, n.stage, epochs, int(at.get(key, 0)), parents, key in at))
+        for u in self.outside:
+            work.extend(u.work())
         return estimate(work, self.measured, self.concurrency)
 
     def _t(self) -> str:
@@ -167,11 +182,15 @@ class Progress:
         self.last = now
         self._snapshot()
         parts = []
+        outside = {u.stage: u for u in self.outside}
         for n in (1, 2, 3):
             c = self.searcher.counts(n)
-            extra = "".join(f" {c[k]} {k}" for k in ("failed", "skipped") if c[k])
+            extra = "".join(f" {c[k]} {k}" for k in ("stopped", "failed", "skipped") if c[k])
+            u = outside.get(n)
+            done, pending = c["done"] + (u.done if u else 0), c["pending"] + (u.pending if u else 0)
             parts.append(
-                f"stage{n} {c['done']} done {c['running']} running {c['pending']} pending{extra}"
+                f"stage{n} {done} done {c['running']} running {pending} pending{extra}"
+                + (u.note() if u else "")
             )
         best = ", ".join(f"{b}: {a:.4f}" for b, a in sorted(self.best.items()))
         self.printer(
@@ -184,11 +203,16 @@ class Progress:
         if len(running) > _SHOWN:
             shown.append(f"{len(running) - _SHOWN} more")
         eta = self.eta()
-        if shown or self.searcher.pending:
+        if shown or self.searcher.pending or any(u.pending for u in self.outside):
             estimate_text = eta.text() if eta else "ETA after the first measured epoch"
             self.printer(f"{'':10} " + "; ".join([*shown, estimate_text]))
 
 
+# What a run does between Ray's start and the first epoch: for `senet status`, on plan.json.
+WAITING = (
+    "waiting for the first trials to report an epoch "
+    "(Ray starts their actors, which import torch and load the data)"
+)
 _SHOWN = 4  # running stages named on the status line; the rest are counted
 
 
@@ -286,10 +310,7 @@ class FailureRecorder(Callback):
         node = config_node(trial.config)
         if node is None:
             return
-        error = ""
-        if trial.error_file and os.path.exists(trial.error_file):
-            error = Path(trial.error_file).read_text()[-4000:]
-        summary, log = trial_failure(trial)
+        summary, log = trial_failure(trial)  # the last attempt's error, in one line
         path = progress_path(self.spec.workdir, node["key"])
         progress = read_json(path) or {"stage": node["stage"], "key": node["key"]}
         unless_full(
@@ -305,14 +326,17 @@ class FailureRecorder(Callback):
                 self.sweep.dataset,
                 "failed",
                 prov,
-                error.strip(),
+                summary,
+                error_log=log or None,
             )
         )
 
 
 class StoppedRecorder:
     """A DagSearcher listener that records the stage-3 trials ASHA stopped early: analysts
-    see every sampled setting, with the validation accuracy Optuna was told."""
+    see every sampled setting, with the validation accuracy Optuna was told. Once the record
+    is written the trial's epoch checkpoint and progress file go: a stopped trial is never
+    resumed (Optuna counts it PRUNED), and `senet status` shows it from its record."""
 
     def __init__(self, sweep: Sweep, spec: TrialSpec, searcher: DagSearcher) -> None:
         self.sweep, self.spec, self.searcher = sweep, spec, searcher
@@ -336,3 +360,6 @@ class StoppedRecorder:
                 last=result,
             )
         )
+        if has_record(self.spec.workdir, self.spec.sweep, node.stage, node.key):
+            Store(self.spec.store).checkpoint(node.stage, node.key).unlink(missing_ok=True)
+            progress_path(self.spec.workdir, node.key).unlink(missing_ok=True)

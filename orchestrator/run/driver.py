@@ -21,8 +21,10 @@ from typing import Any
 from orchestrator.plan.plan import Node, Plan, build_plan
 from orchestrator.records.provenance import code_version
 from orchestrator.records.write import reconcile_records
+from orchestrator.run.counts import Unsampled, count_plan, opening_text, unsampled
 from orchestrator.run.lock import workdir_lock
 from orchestrator.run.loggers import check_loggers, logger_callbacks
+from orchestrator.run.status import write_plan
 from orchestrator.spec.overrides import record_overrides
 from orchestrator.spec.sweep import Resources, Sweep
 from stages.artifacts import full_disk
@@ -185,12 +187,14 @@ def run_sweep(
     anything starts when another run holds the workdir's lock. `expect_nodes`: the Ray nodes
     to wait for (bounded) before trials start, so a Slurm job's trials spread over them."""
     check_loggers(sweep)  # a [logging] table whose package is missing: one line, no Ray
-    with workdir_lock(sweep.workdir, "senet run"):
-        return _run_sweep(sweep, address, printer, device, listeners, expect_nodes)
+    run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
+    with workdir_lock(sweep.workdir, "senet run", run_id):
+        return _run_sweep(sweep, run_id, address, printer, device, listeners, expect_nodes)
 
 
 def _run_sweep(
     sweep: Sweep,
+    run_id: str,
     address: str | None,
     printer: Printer,
     device: str,
@@ -208,35 +212,21 @@ def _run_sweep(
     t0 = time.monotonic()
     optuna = sweep.search.optuna  # OptunaSettings in the Optuna modes: stage 3 is sampled
     plan = build_plan(sweep, [] if optuna else None)
-    run_id = dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(3)
     sweep.workdir.mkdir(parents=True, exist_ok=True)
     record_overrides(sweep.workdir, run_id, sweep.path, sweep.overrides)  # records carry run_id
     done = plan.done_keys(deep=True)  # heals first: a damaged artifact is recomputed
     _reconcile_records(plan)
     todo = [n for n in plan.nodes.values() if n.key not in done]
     summary = RunSummary(run_id, {1: 0, 2: 0, 3: 0})
-    trials_left, source = 0, None
-    planned, done_n, to_run, sampled = len(plan.nodes), len(done), len(todo), ""
+    trials_left, source, outside = 0, None, []
     if optuna:
         from orchestrator.search.source import OptunaSource
         from orchestrator.search.studies import journal_path
 
         source = OptunaSource(sweep, optuna)  # reads the journal once: counts, stale trials
         trials_left = source.trials_left()
-        # The opening counts include the sampled stage-3 trials (and, sampling the budget,
-        # the stage-2 runs of new budgets): the plan itself holds stages 1 and 2 only.
-        quota, more2 = optuna.trials * len(source.names), source.stage2_bound(plan.store)
-        planned, done_n, to_run = (
-            planned + quota,
-            done_n + quota - trials_left,
-            to_run + trials_left,
-        )
-        sampled = f" ({trials_left} of them stage-3 trials sampled by Optuna" + (
-            f"; plus up to {more2} stage-2 runs for the budgets it draws)" if more2 else ")"
-        )
-    printer(
-        f"sweep {sweep.name}: {planned} stage executions planned, {done_n} already done, {to_run} to run{sampled}"
-    )
+        outside = unsampled(sweep, source.finished, trials_left, [n.key for n in plan.stage(2)])
+    printer(f"sweep {sweep.name}: " + opening_text(count_plan(plan, done, outside), outside))
     if optuna and source is not None:
         printer(
             f"optuna ({optuna.mode}, {optuna.sampler}, seed {optuna.seed}): {len(source.names)} studies, "
@@ -250,6 +240,16 @@ def _run_sweep(
         summary.wall_s = time.monotonic() - t0
         return summary
 
+    # `senet status` from the first second: this run's plan, before Ray (seconds) starts.
+    write_plan(
+        sweep.workdir,
+        sweep.name,
+        run_id,
+        plan.nodes.values(),
+        sweep.resources.max_concurrent or 1,
+        outside,
+        phase="starting Ray (or joining it) and waiting for its nodes",
+    )
     started_local = connect(address)
     searcher: Any = None
     import ray
@@ -287,6 +287,14 @@ def _run_sweep(
             if optuna.asha:
                 scheduler = PerBudgetASHA(sweep.stage3[0].optim.epochs, **optuna.asha)
         searcher = DagSearcher(list(plan.nodes.values()), done, plan.store, source)
+
+        def outside_now() -> list[Unsampled]:
+            """What the search has not sampled yet (and the stage 2s it implies)."""
+            if source is None:
+                return []
+            seen = [n.key for n in searcher.nodes.values() if n.stage == 2]
+            return unsampled(sweep, source.finished, source.trials_left(), seen)
+
         searcher.listeners.append(StoppedRecorder(sweep, spec, searcher).event)
         progress = Progress(
             searcher,
@@ -295,6 +303,7 @@ def _run_sweep(
             workdir=sweep.workdir,
             run_id=run_id,
             sweep=sweep.name,
+            outside=outside_now,
         )
         searcher.listeners.append(progress.event)
         searcher.listeners.extend(listeners or [])

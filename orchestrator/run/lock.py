@@ -30,6 +30,7 @@ import errno
 import fcntl
 import logging
 import os
+import re
 import socket
 import stat
 from collections.abc import Iterator
@@ -100,16 +101,19 @@ def _holder(fd: int) -> str:
 
 
 @contextlib.contextmanager
-def workdir_lock(workdir: Path, command: str = "senet run") -> Iterator[None]:
+def workdir_lock(workdir: Path, command: str = "senet run", run_id: str = "") -> Iterator[None]:
     """Hold the workdir's lock for the block, or raise WorkdirBusy at once naming the holder.
-    The file gets `COMMAND on HOST pid PID since TIME` while held."""
+    The file gets `COMMAND on HOST pid PID since TIME` while held, and ` run RUN_ID` for a
+    run: `senet status` then tells the new run from the plan snapshot a previous run left
+    (holder_run_id), which the new run writes only after it has planned."""
     path = lock_path(workdir)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = open_lock(path, os.O_RDWR | os.O_CREAT)
     try:
         if _acquire(fd, path):
             since = dt.datetime.now().astimezone().isoformat(timespec="seconds")
-            text = f"{command} on {socket.gethostname()} pid {os.getpid()} since {since}\n"
+            text = f"{command} on {socket.gethostname()} pid {os.getpid()} since {since}"
+            text += f" run {run_id}\n" if run_id else "\n"
             os.ftruncate(fd, 0)
             os.pwrite(fd, text.encode(), 0)
         yield
@@ -142,6 +146,16 @@ def check_unlocked(workdir: Path, command: str = "senet submit") -> None:
     if Path(workdir).exists():
         with workdir_lock(workdir, command):
             pass
+
+
+_RUN_ID = re.compile(r" run (\S+)$")
+
+
+def holder_run_id(text: str) -> str | None:
+    """The run id in a lock file's text (workdir_lock), or None (not a run, or not written
+    yet: the holder truncates the file, then writes it)."""
+    m = _RUN_ID.search(text.strip())
+    return m.group(1) if m else None
 
 
 def lock_holder(workdir: Path) -> tuple[bool, str]:

@@ -13,36 +13,21 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import UserError
-from orchestrator.plan.plan import Node, build_plan
+from orchestrator.plan.plan import Node
+from orchestrator.run.attempts import PROGRESS, lost_text, read_lost, read_stopped, stopped_text
+from orchestrator.run.counts import Unsampled, sweep_counts
 from orchestrator.run.eta import Work, duration, estimate
-from orchestrator.run.lock import lock_holder
+from orchestrator.run.lock import holder_run_id, lock_holder
 from orchestrator.spec.sweep import Sweep
 from stages.artifacts import atomic_write_bytes, jsonable
 from stages.store import Store
 
 
-def plan_summary(sweep: Sweep) -> dict[str, dict[str, int]]:
-    """Stage runs planned and done. In the Optuna modes stage 3 is the studies' trial quota
-    (and, with a sampled budget, stage 2 is bounded by the distinct budgets it can draw)."""
-    optuna = sweep.search.optuna
-    summary = build_plan(sweep, [] if optuna else None).summary()
-    if optuna is None:
-        return summary
-    from orchestrator.records.read import read_records  # pyarrow: only the Optuna modes need it
-    from orchestrator.search.studies import finished_counts, study_names
-
-    names = list(study_names(sweep.name, optuna, sweep.budgets).values())
-    finished = finished_counts(sweep.workdir, names)
-    summary["stage3"] = {
-        "total": optuna.trials * len(names),
-        "done": sum(min(optuna.trials, n) for n in finished.values()),
-    }
-    if optuna.mode == "optuna-pareto":
-        budget = next(d for d in optuna.space if d.name == "budget")
-        bound = min(optuna.trials, len(budget.choices)) if budget.choices else optuna.trials
-        done = read_records(sweep.workdir, sweep=sweep.name, stage=2).num_rows
-        summary["stage2"] = {"total": max(bound, done), "done": done}
-    return summary
+def plan_summary(sweep: Sweep) -> dict[str, dict[str, Any]]:
+    """{"stage1": {"total": n, "done": k}, ...} as orchestrator.run.counts counts it (with
+    `"upper_bound": true` where a total is one): `senet validate --json`, `senet status`
+    of a Slurm job."""
+    return {f"stage{n}": c.to_json() for n, c in sweep_counts(sweep).items()}
 
 
 # ---- A sweep you can watch: what a run leaves in <workdir>/progress/ for `senet status` ----
@@ -52,13 +37,7 @@ def plan_summary(sweep: Sweep) -> dict[str, dict[str, int]]:
 # after every epoch and removed once the stage commits; a stage that failed for good keeps it,
 # with its error. Small JSON beside the store, not inside the epoch checkpoint: reading a
 # checkpoint needs torch and the whole model, and the store's folders have rules of their own.
-PROGRESS = "progress"
 PLAN = "plan.json"
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_EXCEPTION = re.compile(
-    r"^([A-Za-z_][\w.]*(?:Error|Exception|Exit|Interrupt|Warning)\w*)(?::\s*(.*))?$"
-)
-_WRAPPERS = ("ray.", "RayTaskError", "RayActorError", "TuneError")
 
 
 def progress_path(workdir: Path, key: str | None = None) -> Path:
@@ -87,7 +66,13 @@ def read_json(path: Path) -> dict[str, Any] | None:
 # status` never breaks on one; progress_problems names such files for `senet verify`.
 _NUM = (int, float)
 _KEY = re.compile(r"[A-Za-z0-9_-]+")  # a content key: never a path out of the store
-_PLAN_FIELDS: dict[str, Any] = {"sweep": str, "run_id": str, "concurrency": int, "since": str}
+_PLAN_FIELDS: dict[str, Any] = {
+    "sweep": str,
+    "run_id": str,
+    "concurrency": int,
+    "since": str,
+    "phase": str,
+}
 _NODE_FIELDS: dict[str, Any] = {
     "key": str,
     "stage": int,
@@ -167,9 +152,19 @@ def progress_problems(workdir: Path) -> list[tuple[Path, str]]:
     return found
 
 
-def write_plan(workdir: Path, sweep: str, run_id: str, nodes: Iterable[Node], slots: int) -> None:
+def write_plan(
+    workdir: Path,
+    sweep: str,
+    run_id: str,
+    nodes: Iterable[Node],
+    slots: int,
+    outside: Iterable[Unsampled] = (),
+    phase: str = "",
+) -> None:
     """The run's plan snapshot, for `senet status` to tell pending from done without the
-    sweep file."""
+    sweep file; `outside`: the executions not (yet) among its nodes (Optuna trials not
+    sampled yet, finished by earlier runs); `phase`: what the run does before its first
+    epoch (starting Ray, waiting for trials), empty once trials report."""
     rows = [
         {
             "key": n.key,
@@ -182,7 +177,9 @@ def write_plan(workdir: Path, sweep: str, run_id: str, nodes: Iterable[Node], sl
     ]
     since = dt.datetime.now().astimezone().isoformat(timespec="seconds")
     data = {"sweep": sweep, "run_id": run_id, "concurrency": slots, "since": since}
-    write_json(progress_path(workdir), {**data, "nodes": rows})
+    data["phase"] = phase
+    extra = [u.to_json() for u in outside]
+    write_json(progress_path(workdir), {**data, "nodes": rows, "outside": extra})
 
 
 def varying(nodes: Iterable[tuple[int, dict[str, Any]]]) -> set[tuple[int, str]]:
@@ -214,64 +211,6 @@ def running_text(
     return text
 
 
-def error_summary(text: str) -> str:
-    """The stage's own exception from a Ray error file or traceback, in one line: the last
-    exception line that is not one of Ray's wrappers (`Type: message`), with the lines of its
-    message that follow, colour codes removed, cut at 300 characters."""
-    lines = [_ANSI.sub("", line).strip() for line in text.splitlines()]
-    at = None
-    for i, line in enumerate(lines):
-        m = _EXCEPTION.match(line)
-        if m and not m.group(1).startswith(_WRAPPERS):
-            at = i
-    if at is None:
-        found = [next((line for line in reversed(lines) if line), "")]
-    else:
-        found = [lines[at]]
-        for line in lines[at + 1 :]:
-            if line.startswith(("File ", "Traceback", "The above exception")):
-                break
-            found.append(line)
-    text = " ".join(" ".join(found).split())
-    return text if len(text) <= 300 else text[:299] + "…"
-
-
-LOST = "lost.jsonl"  # in progress/: one line per attempt of a stage that was lost and retried
-
-
-def record_lost(workdir: Path, attempt: dict[str, Any]) -> None:
-    """Append one lost attempt (run_id, stage, key, host, epoch, epochs, error) in one write:
-    the one home of that fact, read by `senet status` during the run and after it."""
-    path = Path(workdir) / PROGRESS / LOST
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as f:
-        f.write(json.dumps(attempt, default=str) + "\n")
-
-
-def read_lost(workdir: Path, run_id: object) -> list[dict[str, Any]]:
-    """The run's lost attempts, oldest first; a torn or foreign line is skipped."""
-    try:
-        lines = (Path(workdir) / PROGRESS / LOST).read_text(errors="replace").splitlines()
-    except OSError:
-        return []
-    found = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and row.get("run_id") == run_id:
-            found.append(row)
-    return found
-
-
-def lost_text(attempt: dict[str, Any]) -> str:
-    """One lost attempt of a stage: `lost on node3 at epoch 4/20: <its error>`."""
-    where = f" on {attempt['host']}" if attempt.get("host") else ""
-    at = f" at epoch {attempt['epoch']}/{attempt['epochs']}" if attempt.get("epochs") else ""
-    return f"lost{where}{at}: {attempt.get('error') or 'no error recorded'}"
-
-
 def has_local_run(workdir: Path) -> bool:
     return progress_path(workdir).exists()
 
@@ -281,16 +220,21 @@ def local_status(workdir: Path, now: float | None = None) -> list[str]:
     it, done / running / pending / failed per stage with each running stage's epoch, the
     best validation accuracy per budget, and the ETA."""
     workdir = Path(workdir)
+    held, holder = lock_holder(workdir)
     plan = read_json(progress_path(workdir))
+    if held and (starting := _starting(workdir, holder, plan)):
+        return starting
     if plan is None or not isinstance(plan.get("nodes"), list):
         raise UserError(
             f"{progress_path(workdir)}: no run recorded in {workdir} (missing or unreadable); "
             "`senet run SWEEP` writes it"
         )
     nodes, malformed = plan_nodes(plan)
+    outside = {
+        u.stage: u for u in map(Unsampled.from_json, plan.get("outside") or []) if u is not None
+    }
     plan = _typed(plan, _PLAN_FIELDS)
     now = time.time() if now is None else now
-    held, holder = lock_holder(workdir)
     store = Store.of_workdir(workdir)
     vary = varying((int(n["stage"]), n.get("labels") or {}) for n in nodes)
     measured: dict[int, tuple[int, float]] = {}
@@ -323,11 +267,16 @@ def local_status(workdir: Path, now: float | None = None) -> list[str]:
         for k, p in progress.items()
         if held and k not in failed and p.get("run_id") == plan.get("run_id")
     }
+    # ASHA stops trials only in the Optuna modes (those with trials outside the nodes). A
+    # stopped record wins over a progress file left beside it, unless that one runs now.
+    unfinished = (str(n["key"]) for n in nodes if n["key"] not in done | running | failed)
+    stopped = read_stopped(workdir, str(plan.get("sweep")), unfinished) if outside else {}
     blocked: set[str] = set()
     for n in nodes:  # parents come before children
         if any(p in failed or p in blocked for p in n.get("parents", [])):
             blocked.add(str(n["key"]))
-    state = "running" if held else ("finished" if len(done) == len(nodes) else "not running")
+    left = len(nodes) - len(done) - len(stopped) + sum(u.pending for u in outside.values())
+    state = "running" if held else ("finished" if not left else "not running")
     lines = [
         f"sweep {plan.get('sweep')} in {workdir}: {state}"
         + (f" ({holder})" if holder and held else "")
@@ -341,17 +290,19 @@ def local_status(workdir: Path, now: float | None = None) -> list[str]:
         )
     for stage in (1, 2, 3):
         keys = [str(n["key"]) for n in nodes if int(n["stage"]) == stage]
-        if not keys:
+        if not keys and stage not in outside:
             continue
         count = {
             "done": sum(k in done for k in keys),
             "running": sum(k in running for k in keys),
+            "stopped": sum(k in stopped for k in keys),
             "failed": sum(k in failed for k in keys),
             "blocked": sum(k in blocked for k in keys),
         }
-        pending = len(keys) - sum(count.values())
+        u = outside.get(stage)
+        pending = len(keys) - sum(count.values()) + (u.pending if u else 0)
         count = {
-            "done": count.pop("done"),
+            "done": count.pop("done") + (u.done if u else 0),
             "running": count.pop("running"),
             "pending": pending,
             **count,
@@ -359,13 +310,18 @@ def local_status(workdir: Path, now: float | None = None) -> list[str]:
         lines.append(
             f"stage{stage}: "
             + ", ".join(f"{v} {k}" for k, v in count.items() if v or k in ("done", "pending"))
+            + (u.note() if u else "")
         )
         for n in nodes:
             key = str(n["key"])
-            if int(n["stage"]) != stage or key not in progress:
+            if int(n["stage"]) != stage or (key not in progress and key not in stopped):
+                continue
+            labels = label_text(stage, n.get("labels") or {}, vary, key)
+            if key in stopped:
+                text = stopped_text(stopped[key], n.get("epochs"))
+                lines.append(f"  stopped stage{stage} {labels}: {text}")
                 continue
             p = progress[key]
-            labels = label_text(stage, n.get("labels") or {}, vary, key)
             if key in failed:
                 f = p["failed"]
                 lines.append(f"  FAILED  stage{stage} {labels}: {f.get('error', '')}")
@@ -392,6 +348,8 @@ def local_status(workdir: Path, now: float | None = None) -> list[str]:
             label_text(int(n["stage"]), n.get("labels") or {}, vary, str(n["key"])) if n else ""
         )
         lines.append(f"  stage{attempt.get('stage')} {labels} {lost_text(attempt)}")
+    if held and plan.get("phase"):
+        lines.append(f"run {plan.get('run_id')}: {plan['phase']}")
     if best:
         lines.append(
             "best val_acc by budget: " + ", ".join(f"{b}: {a:.4f}" for b, a in sorted(best.items()))
@@ -407,15 +365,33 @@ def local_status(workdir: Path, now: float | None = None) -> list[str]:
                 str(n["key"]) in running,
             )
             for n in nodes
-            if n["key"] not in done and n["key"] not in failed and n["key"] not in blocked
+            if n["key"] not in done | failed | blocked | stopped.keys()
         ]
+        work += [w for u in outside.values() for w in u.work()]
         eta = estimate(work, measured, int(plan.get("concurrency") or 1))
         lines.append(eta.text() if eta else "ETA: after the first measured epoch")
-    elif len(done) < len(nodes):
+    elif left > 0:
         lines.append(
-            f"{len(nodes) - len(done)} stage executions left: rerun `senet run` with the same sweep to resume"
+            f"{left} stage executions left: rerun `senet run` with the same sweep to resume"
         )
     return lines
+
+
+def _starting(workdir: Path, holder: str, plan: dict[str, Any] | None) -> list[str]:
+    """A run that holds the lock but has not written its plan yet (it checks the store and
+    plans first): said as such, never the previous run's plan shown as running. Empty where
+    the plan snapshot is the holder's, or the holder is no run (`senet verify`)."""
+    run_id = holder_run_id(holder)
+    if holder and run_id is None:
+        return []
+    if plan is not None and run_id is not None and plan.get("run_id") == run_id:
+        return []
+    who = f" ({holder})" if holder else ""
+    what = f"run {run_id}" if run_id else "a run"
+    return [
+        f"{workdir}: starting{who}",
+        f"{what}: checking the store and planning (the previous run's plan is not shown)",
+    ]
 
 
 def _short(value: Any) -> str:

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import logging
 import math
+from collections.abc import Iterable
 from typing import Any
 
 from orchestrator.plan.plan import Node, stage1_node, stage2_node, stage3_node
@@ -120,19 +121,10 @@ class OptunaSource:
     def exhausted(self) -> bool:
         return not any(self.remaining.values()) and not self.in_flight
 
-    def stage2_bound(self, store: Store) -> int:
-        """The stage-2 runs this search may still add, at most: one per budget it draws whose
-        stage 2 is not done (`optuna-pareto`; a per-budget sweep's stage 2 is in the plan)."""
-        if not self.pareto:
-            return 0
-        dist = next(d for d in self.settings.space if d.name == "budget")
-        if not dist.choices:
-            return self.trials_left()
-        new = sum(not store.is_done(2, self._stage2(int(b)).key) for b in dist.choices)
-        return min(self.trials_left(), new)
-
-    def _stage2(self, budget: int) -> Node:
-        return stage2_node(self.stage1, dataclasses.replace(self.sweep.stage2[0], budget=budget))
+    def stage2_bound(self, store: Store, seen: Iterable[str] = ()) -> int:
+        """The stage-2 runs this search may still add, at most (stage2_bound): `seen`, the
+        stage-2 keys already among the run's nodes, are not new."""
+        return stage2_bound(self.sweep, self.trials_left(), store, seen)
 
     def ask(self) -> tuple[list[Node], Node, dict[str, Any]] | None:
         """New nodes to add (stage 2 if the budget is new, then stage 3), the stage-3 node and
@@ -153,7 +145,7 @@ class OptunaSource:
         cfg3 = dataclasses.replace(base3, **params)
         if lr is not None:
             cfg3 = dataclasses.replace(cfg3, optim=dataclasses.replace(base3.optim, lr=float(lr)))
-        n2 = self._stage2(budget)
+        n2 = sampled_stage2(self.sweep, budget)
         n3 = stage3_node(n2, cfg3)
         self.in_flight[n3.key] = (study, trial)
         provenance = {"optuna_study": self.names[study], "optuna_trial": trial.number}
@@ -186,6 +178,30 @@ class OptunaSource:
             log.warning(
                 "optuna: could not tell trial %s of %s: %s", trial.number, self.names[study], e
             )
+
+
+def sampled_stage2(sweep: Sweep, budget: int) -> Node:
+    """The stage-2 node a sampled `budget` needs (shared by every trial that draws it)."""
+    n1 = stage1_node(sweep.stage1[0])
+    return stage2_node(n1, dataclasses.replace(sweep.stage2[0], budget=budget))
+
+
+def stage2_bound(sweep: Sweep, trials_left: int, store: Store, seen: Iterable[str] = ()) -> int:
+    """The stage-2 runs `trials_left` unsampled trials may still add, at most: in
+    `optuna-pareto` one per budget choice whose stage 2 is neither done nor among `seen`, and
+    never more than the trials (a budget drawn again reuses its stage 2, so this is an upper
+    bound); a continuous budget may need one per trial. A per-budget sweep's stage 2 is in
+    its plan: 0."""
+    settings = sweep.search.optuna
+    if settings is None or settings.mode != "optuna-pareto":
+        return 0
+    dist = next(d for d in settings.space if d.name == "budget")
+    if not dist.choices:
+        return trials_left
+    skip = set(seen)
+    keys = (sampled_stage2(sweep, int(b)).key for b in dist.choices)
+    new = sum(k not in skip and not store.is_done(2, k) for k in keys)
+    return min(trials_left, new)
 
 
 def stopped_early(result: dict[str, Any]) -> bool:

@@ -236,3 +236,27 @@ def test_a_full_disk_is_one_line_commits_nothing_torn_and_the_rerun_resumes(
         assert ran == 3 - len(before)  # what the full disk let finish is not run again
         rows = read_records(work, sweep="tiny").to_pylist()
         assert len(rows) == 3 and {r["status"] for r in rows} == {"completed"}
+
+
+def test_a_run_with_a_failure_ends_on_what_failed_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Stage 3 trained at a huge lr diverges: its record's `error` is the exception in one
+    short line, `error_log` the file with the whole traceback, and the run's output ends on
+    what failed and what was skipped, not on an empty table."""
+    path = write_sweep(tmp_path / "f.toml", tmp_path / "work", name="f", budgets=[3000], taus=[4.0])
+    path.write_text(path.read_text().replace("[stage3]\n", "[stage3]\nlr = 1e30\n"))
+    assert main(["run", str(path)]) == 1
+    out = capsys.readouterr().out.rstrip().splitlines()
+    (row,) = read_records(tmp_path / "work", sweep="f", stage=3).to_pylist()
+    assert row["status"] == "failed" and "\n" not in row["error"] and len(row["error"]) <= 200
+    assert "training diverged: epoch 1 loss is nan" in row["error"], row["error"]
+    log = Path(row["error_log"])
+    whole = log.read_text()  # Ray's error file: every frame, not the one line
+    assert whole.count("\n") > 3 and 'File "' in whole and "training diverged" in whole
+    assert out[-3:] == [
+        "1 stage executions failed (status=failed in the records); 0 skipped behind them "
+        "(never started)",
+        f"  FAILED stage3 budget=3000 tau=4 ({row['key']}): {row['error']}",
+        f"         full traceback: {log}",
+    ]

@@ -80,3 +80,74 @@ def test_verify_sets_malformed_progress_files_aside(
     assert not list(folder.glob("*.json"))
     assert len(list((work / "store" / "quarantine").iterdir())) == 3
     assert main(["verify", str(work)]) == 0
+
+
+def test_a_run_that_has_not_planned_yet_is_said_starting(tmp_path: Path) -> None:
+    """Between taking the lock and writing its plan a run is `starting`: the previous run's
+    plan (another sweep here) is never shown as the running one. A holder that is no run
+    (`senet verify`) leaves the plan shown as it is."""
+    from orchestrator.run.lock import workdir_lock
+    from orchestrator.run.status import local_status
+
+    work = tmp_path / "work"
+    _progress_dir(work)
+    with workdir_lock(work, "senet run", "20261204-040000-abcdef"):
+        lines = local_status(work)
+    assert lines[0].startswith(f"{work}: starting (senet run on ")
+    assert "run 20261204-040000-abcdef: checking the store and planning" in lines[1]
+    assert not any("sweep s" in line for line in lines)
+    with workdir_lock(work, "senet verify"):
+        assert local_status(work)[0].startswith(f"sweep s in {work}: running (senet verify")
+
+
+def test_the_first_status_poll_after_start_shows_the_new_run(tmp_path: Path) -> None:
+    """`senet status` polled from the moment a second `senet run` holds the workdir: every
+    poll names the new run (its lock's run id) and never the previous sweep's plan; before
+    its first epoch it says what the run is doing."""
+    import subprocess
+    import sys
+
+    from support import subprocess_env, wait_while_running, write_sweep
+
+    from orchestrator.run.driver import run_sweep
+    from orchestrator.run.lock import holder_run_id, lock_holder, lock_path
+    from orchestrator.run.status import local_status
+    from orchestrator.spec.sweep import load_sweep
+
+    work = tmp_path / "work"
+    first = write_sweep(tmp_path / "a.toml", work, name="first", budgets=[3000], taus=[2.0])
+    assert run_sweep(load_sweep(first), printer=lambda _: None).ok
+    second = write_sweep(tmp_path / "b.toml", work, name="second", budgets=[3000], taus=[4.0])
+    log = tmp_path / "second.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.cli", "run", str(second)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=subprocess_env(),
+        )
+    polls: list[tuple[str, list[str]]] = []
+
+    def poll() -> bool:
+        held, holder = lock_holder(work)
+        if held:
+            lines = local_status(work)
+            run_id = holder_run_id(lock_path(work).read_text())
+            polls.append((run_id or "", lines))
+        return bool(polls) and not held
+
+    try:
+        wait_while_running("the second run to take and release the lock", poll, proc, log, 600)
+    finally:
+        proc.wait(timeout=600)
+    assert proc.returncode == 0, log.read_text()[-3000:]
+    for run_id, lines in polls:
+        assert run_id and f"run {run_id}" in "\n".join(lines), lines
+        assert not any(line.startswith("sweep first") for line in lines), lines
+    seen = "\n".join(line for _, lines in polls for line in lines)
+    assert "sweep second" in seen, seen
+    assert (
+        "checking the store and planning" in seen
+        or ": starting Ray" in seen
+        or (": waiting for the first trials" in seen)
+    )

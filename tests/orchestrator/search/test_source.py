@@ -42,7 +42,7 @@ def per_budget(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert sum(summary.executed.values()) - summary.executed[3] + stage3 == 9
     assert lines[0] == (
         "sweep opt: 9 stage executions planned, 0 already done, 9 to run "
-        "(6 of them stage-3 trials sampled by Optuna)"
+        "(6 of them stage-3 trials Optuna samples as it runs)"
     )
     return tmp
 
@@ -130,8 +130,9 @@ def test_pareto_mode_samples_budgets_and_reuses_stage2(tmp_path: Path) -> None:
     summary = run_sweep(sweep, printer=lines.append)
     assert not summary.failed, summary
     assert lines[0] == (
-        "sweep front: 6 stage executions planned, 0 already done, 6 to run (5 of them stage-3 "
-        "trials sampled by Optuna; plus up to 2 stage-2 runs for the budgets it draws)"
+        "sweep front: 8 stage executions planned, 0 already done, 8 to run (5 of them stage-3 "
+        "trials Optuna samples as it runs; up to 2 of them stage-2 runs for the budgets it "
+        "draws (at most: a budget drawn again reuses its stage 2))"
     )
     rows = _stage(tmp_path / "work", "front", 3)
     assert len(rows) == 5 and {r["optuna_study"] for r in rows} == {"front-pareto"}
