@@ -18,6 +18,12 @@ import pytest
 # two-thread suite crawls on a loaded machine. The tests check behaviour, not speed, and
 # their data is tiny. Set before torch is imported.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# Ray starts its worker processes (every trial) at niceness 15: beside anything else that
+# keeps the cores busy at niceness 0 they crawl (an epoch of 0.1 s took 10 s). On two cores
+# loaded by two busy loops the suite took 28 min with that, most of it Ray tests waiting for
+# CPU. The tests check behaviour, not priority: their Ray workers run at the suite's own
+# niceness (inherited by every Ray they start, on Slurm too).
+os.environ.setdefault("RAY_worker_niceness", "0")
 
 
 @pytest.hookimpl(tryfirst=True)
