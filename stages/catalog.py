@@ -22,6 +22,10 @@ METHODS = ("taylor-ema", "activation-ema", "activation", "scores", "snl", "alpha
 RELAXED = ("snl", "alpha")  # SNL's L1-relaxed alphas: from the teacher's weights, Adam
 INITS = ("random", "teacher")
 GLOBAL = "global"  # SNL's allocation: one budget over all layers
+# The stage-2 search decides the per-layer counts itself: one top-k over the first-order loss
+# scores of every budgeted layer (taylor-ema's), annealed from all ReLUs down to the budget.
+SEARCHED = "search"
+OWN_COUNTS = (GLOBAL, SEARCHED)  # allocations whose r_l are what the search ended with
 
 # (channels, side) of each dataset's images: what ReLU counts and budgets are computed from
 # before any file is read. `load_data` checks the files agree.

@@ -12,7 +12,17 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
-from .catalog import DATASETS, GLOBAL, GRANULARITIES, INITS, METHODS, MODELS, PRUNINGS, RELAXED
+from .catalog import (
+    DATASETS,
+    GLOBAL,
+    GRANULARITIES,
+    INITS,
+    METHODS,
+    MODELS,
+    PRUNINGS,
+    RELAXED,
+    SEARCHED,
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,9 @@ class Stage2Config:
     """Find where each layer's r_l ReLUs go."""
 
     budget: int = 50_000  # 0 is the linearised network (no ReLU at all): a floor to compare
-    allocation: str = "sensitivity"  # sensitivity | uniform | proportional (SNL: global)
+    # sensitivity | uniform | proportional (water-filled r_l) | search (the r_l fall out of
+    # taylor-ema's scores, one top-k over all layers) | global (SNL's own)
+    allocation: str = "sensitivity"
     granularity: str = "pixel"  # pixel | channel
     # taylor-ema: top-k of g * min(x_S, 0) accumulated across steps, annealed (settles);
     # activation-ema: the same on |a_T - x_S|; activation: the note's per-epoch top-k
@@ -145,7 +157,8 @@ def choices(kind: str) -> tuple[str, ...]:
         "model": MODELS,
         "dataset": DATASETS,
         "pruning": PRUNINGS,
-        "allocation": (*ALLOCATIONS, GLOBAL),  # global: SNL's, only with method snl
+        # global: SNL's, only with method snl; search: taylor-ema's scores decide the r_l
+        "allocation": (*ALLOCATIONS, SEARCHED, GLOBAL),
         "granularity": GRANULARITIES,
         "method": METHODS,
         "init": INITS,
@@ -276,6 +289,12 @@ def check_combination(cfg: Stage2Config) -> None:
         raise ConfigError("granularity", problem, cfg.granularity)
     if cfg.allocation == GLOBAL and cfg.method != "snl":
         raise ConfigError("allocation", "global is SNL's own; only with method snl", GLOBAL)
+    if cfg.allocation == SEARCHED and cfg.method not in ("taylor-ema", "snl"):
+        problem = "search ranks every layer's positions by taylor-ema's loss scores; use taylor-ema"
+        raise ConfigError("method", problem, cfg.method)
+    if cfg.allocation == SEARCHED and cfg.granularity != "pixel":
+        problem = "search ranks single positions across layers; use pixel"
+        raise ConfigError("granularity", problem, cfg.granularity)
 
 
 def canonical(cfg: Stage2Config) -> Stage2Config:

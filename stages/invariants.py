@@ -12,6 +12,7 @@ from typing import Any
 
 from torch import nn
 
+from .catalog import OWN_COUNTS
 from .partial_relu import partial_relus
 
 
@@ -67,7 +68,8 @@ def _relu_problems(stage: int, meta: dict[str, Any], model: nn.Module) -> list[s
     actual = {n: masks[n].relu_count() for n in budgets if n in masks}
     if list(actual.values()) != list(per_layer):
         problems.append("relu_per_layer is not what the model's masks keep")
-    granularity, own = meta.get("granularity") or "pixel", meta.get("allocation") == "global"
+    granularity = meta.get("granularity") or "pixel"
+    own = meta.get("allocation") in OWN_COUNTS  # the search's own r_l: the counts it recorded
     wrong = []
     for n, r_l in budgets.items():
         if n not in masks:
@@ -80,7 +82,8 @@ def _relu_problems(stage: int, meta: dict[str, Any], model: nn.Module) -> list[s
         shown = "; ".join(wrong[:3]) + (f"; and {len(wrong) - 3} more" if len(wrong) > 3 else "")
         problems.append(f"{len(wrong)} layer(s) off their share: {shown}")
     if own and sum(budgets.values()) != count:
-        problems.append(f"SNL's per-layer counts sum to {sum(budgets.values())}, not {count}")
+        searched = sum(budgets.values())
+        problems.append(f"the searched per-layer counts sum to {searched}, not {count}")
     return problems
 
 

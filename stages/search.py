@@ -89,6 +89,11 @@ class AnnealedSearch:
     those scores, k falling from all ReLUs to r_l (cubic: fast first, gently last, as gradual
     pruning); the last `freeze` of the epochs train with the mask fixed. Per-step updates
     matter on short schedules: a per-epoch anneal drops over half the ReLUs at once.
+
+    With `total` (allocation `search`) there are no per-layer r_l: one top-k over every
+    budgeted layer's positions, k falling from all ReLUs to `total`, so the per-layer counts are
+    whatever the scores make them. taylor-ema's score is a change of the loss, the same unit in
+    every layer, which is what makes one ranking across layers meaningful.
     """
 
     UPDATES = 50
@@ -99,8 +104,9 @@ class AnnealedSearch:
         mods: dict[str, PartialReLU],
         budgets: dict[str, int],
         steps_per_epoch: int,
+        total: int | None = None,
     ) -> None:
-        self.cfg, self.mods, self.budgets = cfg, mods, budgets
+        self.cfg, self.mods, self.budgets, self.total = cfg, mods, budgets, total
         epochs = max(1, math.ceil((1.0 - cfg.freeze) * cfg.optim.epochs))
         self.search_steps = epochs * steps_per_epoch
         self.every = max(1, math.ceil(self.search_steps / self.UPDATES))
@@ -143,10 +149,24 @@ class AnnealedSearch:
         self.steps += 1
         if self.steps % self.every == 0 or self.steps == self.search_steps:
             left = 1.0 - self.steps / self.search_steps
+            if self.total is not None:
+                self._reset_global(self.total, left)
+                return
             for n, m in self.mods.items():
                 r = self.budgets[n]
                 k = r + round((m.mask.numel() - r) * left**3)
                 m.set_mask(topk_mask(self.score[n], k, self.cfg.granularity))
+
+    def _reset_global(self, total: int, left: float) -> None:
+        """Every mask from one top-k over all budgeted layers' scores (pixel granularity)."""
+        names = list(self.mods)
+        flat = torch.cat([self.score[n].reshape(-1) for n in names])
+        k = total + round((flat.numel() - total) * left**3)
+        keep = torch.zeros_like(flat)
+        if k > 0:
+            keep[torch.topk(flat.float(), k, sorted=False).indices] = 1.0
+        for n, part in zip(names, keep.split([self.score[n].numel() for n in names])):
+            self.mods[n].set_mask(part.view_as(self.score[n]))
 
     def end_epoch(self, epoch: int) -> dict[str, Any]:
         now = _masks(self.mods)
@@ -155,6 +175,8 @@ class AnnealedSearch:
         return {"hamming": hamming, "mask_relus": sum(int(m.sum()) for m in now.values())}
 
     def at_budget(self) -> bool:
+        if self.total is not None:
+            return sum(int(m.mask.sum()) for m in self.mods.values()) <= self.total
         return at_budget(self.mods, self.budgets)
 
     def state(self) -> dict[str, Any]:

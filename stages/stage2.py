@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .allocation import allocate, check_budget
-from .catalog import GLOBAL, RELAXED
+from .catalog import OWN_COUNTS, RELAXED, SEARCHED
 from .config import Stage2Config, StageResult, check, check_combination
 from .losses import kd_loss
 from .partial_relu import PartialReLU, model_relu_count
@@ -47,10 +47,11 @@ def check_config(cfg: Stage2Config) -> None:
 
 def layer_budgets(cfg: Stage2Config, stage1_meta: dict[str, Any]) -> dict[str, int]:
     """r_l for every budgeted ReLU layer (the stage-1 layer list already honours include_stem).
-    SNL decides its per-layer counts itself; here it only gets the layers."""
+    SNL and allocation `search` decide their per-layer counts themselves; here they only get
+    the layers, each capped at its size."""
     layers = stage1_meta["layers"]
     counts = [lay["count"] for lay in layers]
-    if cfg.allocation == GLOBAL:
+    if cfg.allocation in OWN_COUNTS:
         check_budget(cfg.budget, sum(counts))
         return {lay["name"]: lay["count"] for lay in layers}
     sens = [lay["sensitivity"] for lay in layers]
@@ -95,7 +96,8 @@ def run_stage2(
         targets = None if cfg.method == "snl" else budgets  # snl: one global budget
         search = SNLSearch(cfg, mods, cfg.optim.epochs * len(ctx.train), targets)
     elif cfg.method in ANNEALED:
-        search = AnnealedSearch(cfg, mods, budgets, len(ctx.train))
+        total = cfg.budget if cfg.allocation == SEARCHED else None
+        search = AnnealedSearch(cfg, mods, budgets, len(ctx.train), total)
     else:
         search = EpochSearch(cfg, mods, budgets)
 
@@ -136,6 +138,7 @@ def run_stage2(
         best = {k: v for k, v in done.best_state.items() if not k.endswith(".scores")}
         student.load_state_dict(best, strict=False)
     total, per_layer = model_relu_count(student, meta1["include_stem"])
+    own = cfg.method == "snl" or cfg.allocation == SEARCHED
     hamming = [row["hamming"] for row in done.history if "hamming" in row]
     meta = {
         "parent_key": meta1["key"],
@@ -147,8 +150,8 @@ def run_stage2(
         "granularity": cfg.granularity,
         "method": cfg.method,
         "init": "teacher" if relaxed else cfg.init,
-        # snl decides its per-layer counts itself: record those it ended with
-        "layer_budgets": {n: per_layer[n] for n in budgets} if cfg.method == "snl" else budgets,
+        # snl and `search` decide their per-layer counts themselves: record those they ended with
+        "layer_budgets": {n: per_layer[n] for n in budgets} if own else budgets,
         "relu_count": total,
         "relu_total": meta1["relu_total"],
         "relu_per_layer": list(per_layer.values()),

@@ -172,7 +172,7 @@ def test_snl_counts_are_its_own_but_must_sum_and_fit() -> None:
     snl = dict(meta, allocation="global", layer_budgets=per_layer)
     check_result(2, snl, HISTORY, model)
     first = next(iter(per_layer))
-    with pytest.raises(InvariantError, match="SNL's per-layer counts sum to"):
+    with pytest.raises(InvariantError, match="searched per-layer counts sum to"):
         check_result(
             2, dict(snl, layer_budgets={**per_layer, first: per_layer[first] + 1}), HISTORY, model
         )

@@ -3,13 +3,22 @@ global budget exactly, budget 0 is the linearised network, and equal work shares
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 import torch
 
 from stages.artifacts import WEIGHTS, content_key, load_state, read_meta
-from stages.config import DataConfig, OptimConfig, Stage1Config, Stage2Config, canonical
+from stages.config import (
+    ConfigError,
+    DataConfig,
+    OptimConfig,
+    Stage1Config,
+    Stage2Config,
+    canonical,
+    check_combination,
+)
 from stages.partial_relu import PartialReLU, model_relu_count, partial_relus
 from stages.search import AnnealedSearch
 from stages.stage1 import build_from_meta, run_stage1
@@ -183,3 +192,65 @@ def test_equal_work_has_one_canonical_config() -> None:
     assert [(c.allocation, c.init) for c in snl] == [("global", "teacher")]
     ours = Stage2Config(budget=5, allocation="uniform", init="random")
     assert canonical(ours) == ours
+
+
+def test_search_allocation_ranks_every_layer_by_one_loss_score() -> None:
+    """allocation `search`: one top-k over all layers' taylor-ema scores, k annealed down to the
+    budget, so the per-layer counts are whatever the scores make them (here 3 in one layer,
+    0 in the other), and the total lands exactly on the budget."""
+    a, b = PartialReLU(), PartialReLU()
+    for layer in (a, b):
+        layer.set_mask(torch.ones(1, 2, 4))
+    cfg = Stage2Config(budget=3, allocation="search", optim=OptimConfig(epochs=4))
+    sizes = {"a": 8, "b": 8}  # the caps: a layer may keep all its positions or none
+    search = AnnealedSearch(cfg, {"a": a, "b": b}, sizes, steps_per_epoch=5, total=3)
+    x = -torch.ones(2, 1, 2, 4)
+    g_a = torch.tensor([-3.0, -2.0, -1.5, -1.0, 0.0, 0.0, 0.0, 0.0]).view(1, 1, 2, 4)
+    g_b = torch.full((1, 1, 2, 4), -0.5)  # every position of b matters less than a's top three
+    kept = []
+    for _ in range(search.search_steps):
+        xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out_a, out_b = a(xa), b(xb)
+        search.observe({}, {}, {})
+        ((g_a * out_a).sum() + (g_b * out_b).sum()).backward()
+        kept.append(int(a.mask.sum() + b.mask.sum()))
+        assert search.at_budget() == (kept[-1] <= 3)
+    assert all(p >= q for p, q in zip(kept, kept[1:])) and kept[-1] == 3
+    assert a.mask.view(-1).nonzero().view(-1).tolist() == [0, 1, 2] and not b.mask.any()
+
+
+def test_search_allocation_meets_the_budget_exactly_and_settles(
+    teacher: Path, tmp_path: Path
+) -> None:
+    """On a trained teacher: the budget exactly, the counts recorded as the search ended them
+    (and checked against the masks at commit), not the sensitivity allocation's, and the mask
+    still over the frozen epochs."""
+    cfg = Stage2Config(budget=1500, allocation="search", init="teacher", optim=_optim(4))
+    rows: list[dict] = []
+    run_stage2(cfg, teacher, tmp_path / "s", "k", rows.append, device="cpu")
+    meta = read_meta(tmp_path / "s")
+    assert meta is not None and meta["relu_count"] == 1500 and meta["allocation"] == "search"
+    total, per_layer = model_relu_count(_model(tmp_path / "s", teacher))
+    assert total == 1500 and per_layer == meta["layer_budgets"]
+    run_stage2(canonical(dataclasses.replace(cfg, allocation="sensitivity")), teacher,
+               tmp_path / "w", "k", device="cpu")  # fmt: skip
+    waterfilled = read_meta(tmp_path / "w")
+    assert waterfilled is not None and waterfilled["layer_budgets"] != meta["layer_budgets"]
+    assert [r["mask_relus"] for r in rows][-1] == 1500 and rows[-1]["hamming"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("method", "granularity", "key"),
+    [("activation-ema", "pixel", "method"), ("alpha", "pixel", "method"),
+     ("taylor-ema", "channel", "granularity")],
+)  # fmt: skip
+def test_search_allocation_needs_taylor_scores_on_single_positions(
+    method: str, granularity: str, key: str
+) -> None:
+    cfg = Stage2Config(budget=5, allocation="search", method=method, granularity=granularity)
+    with pytest.raises(ConfigError) as e:
+        check_combination(cfg)
+    assert e.value.key == key
+    snl = Stage2Config(budget=5, allocation="search", method="snl")
+    check_combination(snl)  # SNL ignores the allocation, as it does every other one
+    assert canonical(snl).allocation == "global"
