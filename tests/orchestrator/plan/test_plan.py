@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+
+import pytest
+
 from orchestrator.plan.plan import build_plan
-from orchestrator.spec.sweep import parse_sweep
+from orchestrator.spec.shipped import shipped_sweeps
+from orchestrator.spec.sweep import load_sweep, parse_sweep
+from stages.config import Stage2Config, Stage3Config
+from stages.pipeline import stage_keys
 
 BASE = {"sweep": {"model": "resnet20", "dataset": "digits", "budgets": [1000]}}
 
@@ -80,3 +87,26 @@ def test_the_optuna_modes_plan_no_stage3() -> None:
     """Stage 3 is sampled while the sweep runs: the plan holds its parents only."""
     plan = build_plan(parse_sweep(_doc(sweep={"budgets": [500, 1000]})), [])
     assert [len(plan.stage(n)) for n in (1, 2, 3)] == [1, 2, 0]
+
+
+@pytest.mark.parametrize("name", sorted(shipped_sweeps()))
+def test_the_plan_and_the_pipeline_derive_equal_keys(name: str, tmp_path) -> None:
+    """`senet pipeline` (stages.pipeline.stage_keys) and a sweep (the plan) must name the same
+    work alike, or a stage run one way is recomputed the other way: for every chain the
+    shipped sweep file plans, the three keys agree and the plan's parents are those keys."""
+    path = tmp_path / name
+    path.write_bytes(shipped_sweeps()[name].read_bytes())
+    sweep = load_sweep(path, find_data=False)
+    plan = build_plan(sweep)
+    derived: set[str] = set()
+    for c1 in sweep.stage1:
+        derived.add(stage_keys(c1, Stage2Config(), Stage3Config())[0])  # Optuna: budgets later
+        for budget in sweep.budgets:
+            for c2 in sweep.stage2:
+                for c3 in sweep.stage3:
+                    k1, k2, k3 = stage_keys(c1, dataclasses.replace(c2, budget=budget), c3)
+                    n3 = plan.nodes[k3]
+                    assert (n3.stage1_key, n3.stage2_key) == (k1, k2)
+                    assert plan.nodes[k2].stage1_key == k1 and plan.nodes[k1].stage == 1
+                    derived.update((k1, k2, k3))
+    assert derived == set(plan.nodes)  # and the plan holds nothing the pipeline would not name

@@ -1,6 +1,8 @@
-"""The orchestrator's layering: every module imports, no import circle among its modules (lazy
-function-level imports included, since a circle hidden in a function still couples the two
-modules), the sub-packages stack as the pipeline, and only the CLI imports the CLI."""
+"""The layering of the whole tree: every module of stages/ and orchestrator/ imports; no import
+circle among them (lazy function-level imports included, since a circle hidden in a function
+still couples the two modules); stages/ imports nothing of the orchestrator (it is the bottom:
+the model and its training know nothing of sweeps); the orchestrator's sub-packages stack as
+the pipeline; only the CLI imports the CLI."""
 
 from __future__ import annotations
 
@@ -10,18 +12,21 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2] / "orchestrator"
+TREE = Path(__file__).resolve().parents[1]
+PACKAGES = ("stages", "orchestrator")
 # The pipeline, bottom to top: a package may import only those before it (errors.py, a module
 # of the top package, is below them all).
 LAYERS = ("errors", "spec", "plan", "records", "search", "run", "analysis", "slurm", "cli")
 
 
 def _module_name(path: Path) -> str:
-    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    parts = path.relative_to(TREE).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-MODULES: dict[str, Path] = {_module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+MODULES: dict[str, Path] = {
+    _module_name(p): p for package in PACKAGES for p in sorted((TREE / package).rglob("*.py"))
+}
 
 
 def _is_package(name: str) -> bool:
@@ -29,7 +34,7 @@ def _is_package(name: str) -> bool:
 
 
 def _imports(name: str) -> set[str]:
-    """The orchestrator modules `name` imports anywhere in its file (top level, in functions,
+    """The modules of the tree `name` imports anywhere in its file (top level, in functions,
     under TYPE_CHECKING), with the packages each import executes on the way."""
     tree = ast.parse(MODULES[name].read_text(), filename=str(MODULES[name]))
     package = name if _is_package(name) else name.rpartition(".")[0]
@@ -60,9 +65,10 @@ GRAPH: dict[str, set[str]] = {name: _imports(name) for name in MODULES}
 
 
 def _layer(name: str) -> str | None:
-    """The sub-package (or top-level module) a module belongs to; None for the top package."""
+    """The orchestrator sub-package (or top-level module) a module belongs to; None for the
+    top package and for stages/."""
     parts = name.split(".")
-    return parts[1] if len(parts) > 1 else None
+    return parts[1] if parts[0] == "orchestrator" and len(parts) > 1 else None
 
 
 def _find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -104,6 +110,19 @@ def test_no_import_cycle_among_modules() -> None:
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
 
 
+def test_the_stages_import_nothing_of_the_orchestrator() -> None:
+    """stages/ runs a stage from a config alone (`senet pipeline`, a process pool, a notebook):
+    an import of the orchestrator there would pull Ray, Tune and the sweep schema under it."""
+    upward = sorted(
+        f"{src} imports {dst}"
+        for src, dsts in GRAPH.items()
+        if src.split(".")[0] == "stages"
+        for dst in dsts
+        if dst.split(".")[0] == "orchestrator"
+    )
+    assert not upward, "\n".join(upward)
+
+
 def test_subpackages_stack_as_the_pipeline() -> None:
     """A sub-package imports only the layers before it in LAYERS: spec never imports search,
     records never import the plan, nothing but cli imports cli."""
@@ -127,7 +146,9 @@ def test_only_the_cli_imports_the_cli() -> None:
     assert not offenders, "\n".join(offenders)
 
 
-@pytest.mark.parametrize("name", sorted(n for n in MODULES if _is_package(n)))
+@pytest.mark.parametrize(
+    "name", sorted(n for n in MODULES if _is_package(n) and n.startswith("orchestrator"))
+)
 def test_packages_say_their_job_and_reexport_nothing(name: str) -> None:
     """Each package's __init__ is a docstring: its job, found by its folder name, and no
     re-exports (importers name the module that holds what they use)."""
