@@ -123,7 +123,7 @@ class VGGArch:
         return block < len(self.blocks) - self.unpooled
 
     def relu_maps(self, side: int) -> list[ReLUMap]:
-        maps = []
+        maps: list[ReLUMap] = []
         for i, widths in enumerate(self.blocks):
             for c in widths:
                 side = conv_side(side, 1)

@@ -130,7 +130,8 @@ def load_state(path: Path, device: str | torch.device = "cpu") -> dict[str, Any]
     """torch.load with weights_only=True: artifacts may come from a shared filesystem."""
     import torch
 
-    return torch.load(Path(path), map_location=device, weights_only=True)
+    state: dict[str, Any] = torch.load(Path(path), map_location=device, weights_only=True)
+    return state
 
 
 def file_digest(path: Path) -> dict[str, Any]:
@@ -160,7 +161,8 @@ def read_meta(folder: Path) -> dict[str, Any] | None:
     path = Path(folder) / META
     if not path.exists():
         return None
-    return json.loads(path.read_text())
+    meta: dict[str, Any] = json.loads(path.read_text())
+    return meta
 
 
 def artifact_dir(store: Path, stage: int, key: str) -> Path:

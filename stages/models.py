@@ -27,6 +27,17 @@ from .architecture import (
 from .partial_relu import PartialReLU
 
 
+class Net(nn.Module):
+    """What every model here is: logits from `forward`, and from `forward_features` the
+    logits with the outputs of its residual stages (stage 3 aligns those with the teacher's)."""
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)[0]
+
+
 class BasicBlock(nn.Module):
     """Post-activation ResNet basic block: relu1 after conv1, relu2 after the residual sum."""
 
@@ -47,7 +58,8 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.relu1(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
-        return self.relu2(out + self.shortcut(x))
+        y: torch.Tensor = self.relu2(out + self.shortcut(x))
+        return y
 
 
 def _residual_stages(
@@ -59,7 +71,7 @@ def _residual_stages(
     )
 
 
-class ResNet(nn.Module):
+class ResNet(Net):
     """CIFAR ResNet (see ResNetArch): stem conv and ReLU, stages of basic blocks."""
 
     def __init__(self, arch: ResNetArch, num_classes: int, in_channels: int = 3) -> None:
@@ -83,9 +95,6 @@ class ResNet(nn.Module):
             feats.append(out)
         return self.fc(torch.flatten(self.pool(out), 1)), feats
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x)[0]
-
 
 class PreActBlock(nn.Module):
     """Wide-ResNet pre-activation block: bn-relu-conv twice; relu1 sees the block's input."""
@@ -104,11 +113,11 @@ class PreActBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         act = self.relu1(self.bn1(x))
-        out = self.conv2(self.relu2(self.bn2(self.conv1(act))))
+        out: torch.Tensor = self.conv2(self.relu2(self.bn2(self.conv1(act))))
         return out + (x if self.shortcut is None else self.shortcut(act))
 
 
-class WideResNet(nn.Module):
+class WideResNet(Net):
     """Pre-activation WRN-depth-k (see WideResNetArch); the stem conv has no ReLU."""
 
     def __init__(self, arch: WideResNetArch, num_classes: int, in_channels: int = 3) -> None:
@@ -136,11 +145,8 @@ class WideResNet(nn.Module):
         out = self.relu(self.bn(out))
         return self.fc(torch.flatten(self.pool(out), 1)), feats
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x)[0]
 
-
-class VGG(nn.Module):
+class VGG(Net):
     """CIFAR VGG-BN (see VGGArch): conv blocks, global average pool, one linear layer."""
 
     def __init__(self, arch: VGGArch, num_classes: int, in_channels: int = 3) -> None:
@@ -160,8 +166,8 @@ class VGG(nn.Module):
         self.layers = nn.ModuleList(stages)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(c_in, num_classes)
-        for s, stage in enumerate(self.layers):
-            for j, mod in enumerate(stage):
+        for s, stage in enumerate(stages):
+            for j, mod in enumerate(stage.children()):
                 if isinstance(mod, PartialReLU):
                     mod.source = f"layers.{s}.{j - 2}"
 
@@ -172,23 +178,20 @@ class VGG(nn.Module):
             feats.append(x)
         return self.fc(torch.flatten(self.pool(x), 1)), feats
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x)[0]
 
-
-_BUILDERS: dict[type, Callable[..., nn.Module]] = {
+_BUILDERS: dict[type, Callable[..., Net]] = {
     ResNetArch: ResNet,
     WideResNetArch: WideResNet,
     VGGArch: VGG,
 }
 
 # (num_classes, in_channels) -> a fresh model, by name; stages.catalog.MODELS names the same.
-MODELS: dict[str, Callable[[int, int], nn.Module]] = {
+MODELS: dict[str, Callable[[int, int], Net]] = {
     name: partial(_BUILDERS[type(arch)], arch) for name, arch in ARCHITECTURES.items()
 }
 
 
-def build_model(name: str, num_classes: int = 10, in_channels: int = 3) -> nn.Module:
+def build_model(name: str, num_classes: int = 10, in_channels: int = 3) -> Net:
     """A fresh all-ReLU model by its command-line name (masks are set by `init_masks`)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(sorted(MODELS))}")

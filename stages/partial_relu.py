@@ -47,6 +47,8 @@ class PartialReLU(nn.Module):
     sensitivity) and `is_stem` marks the first ReLU (excluded under SNL's counting convention).
     """
 
+    mask: torch.Tensor  # a buffer (register_buffer), so it follows .to() and the state dict
+
     def __init__(self, source: str = "", is_stem: bool = False) -> None:
         super().__init__()
         self.source = source
@@ -130,7 +132,8 @@ class PartialReLU(nn.Module):
             hard = topk_mask(self.scores.detach(), self._k, self._granularity)
             m = hard + self.scores - self.scores.detach()  # value: hard mask; gradient: scores
             return x + m.to(x.dtype) * F.relu(-x)
-        return _FloorMax.apply(x, self._floor_like(x))
+        out: torch.Tensor = _FloorMax.apply(x, self._floor_like(x))
+        return out
 
     def _floor_like(self, x: torch.Tensor) -> torch.Tensor:
         """The (C, H, W) floor in x's dtype and device, built once per mask (not per call:
@@ -172,7 +175,8 @@ def relu_layers(
     for name, mod in partial_relus(model):
 
         def hook(_m: nn.Module, inp: tuple[torch.Tensor, ...], _o: Any, name: str = name) -> None:
-            shapes[name] = tuple(inp[0].shape[1:])  # type: ignore[assignment]
+            c, h, w = inp[0].shape[1:]
+            shapes[name] = (int(c), int(h), int(w))
 
         handles.append(mod.register_forward_hook(hook))
     was_training = model.training
@@ -186,10 +190,10 @@ def relu_layers(
         model.train(was_training)
     layers = []
     for name, mod in partial_relus(model):
-        c, h, w = shapes[name]
+        c, hh, w = shapes[name]
         if mod.is_stem and not include_stem:
             continue
-        layers.append(ReLULayer(name, (c, h, w), c * h * w, mod.source, mod.is_stem))
+        layers.append(ReLULayer(name, (c, hh, w), c * hh * w, mod.source, mod.is_stem))
     return layers
 
 

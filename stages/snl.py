@@ -48,8 +48,11 @@ class SNLSearch:
         self.steps = 0
         self.count = self.over()
 
+    def named_alphas(self) -> list[tuple[str, nn.Parameter]]:
+        return [(n, m.alpha) for n, m in self.mods.items() if m.alpha is not None]
+
     def alphas(self) -> list[nn.Parameter]:
-        return [m.alpha for m in self.mods.values() if m.alpha is not None]
+        return [a for _, a in self.named_alphas()]
 
     def optimizer(self, model: nn.Module) -> Optimizer:
         """Adam at constant rates, as SNL trains: `snl_lr` for the weights, `snl_alpha_lr` for
@@ -74,11 +77,8 @@ class SNLSearch:
         """Live positions beyond the budget: globally, or summed over the layers' r_l."""
         if self.budgets is None:
             return max(self.live() - self.cfg.budget, 0)
-        thr = self.cfg.snl_threshold
-        return sum(
-            max(int((m.alpha > thr).sum()) - self.budgets[n], 0)  # type: ignore[operator]
-            for n, m in self.mods.items()
-        )
+        thr, budgets = self.cfg.snl_threshold, self.budgets
+        return sum(max(int((a > thr).sum()) - budgets[n], 0) for n, a in self.named_alphas())
 
     @torch.no_grad()
     def clamp(self) -> None:
@@ -121,8 +121,8 @@ class SNLSearch:
         self.count = self.over()
         live = self.live()
         if self.budgets is not None:
-            for n, m in self.mods.items():
-                m.finalize_alpha(topk_mask(m.alpha.detach(), self.budgets[n], "pixel"))  # type: ignore[union-attr]
+            for n, a in self.named_alphas():
+                self.mods[n].finalize_alpha(topk_mask(a.detach(), self.budgets[n], "pixel"))
             return {"snl_converged": self.count <= 0, "snl_lambda": self.lam, "snl_live": live}
         flat = torch.cat([a.detach().float().flatten() for a in self.alphas()])
         keep = torch.zeros_like(flat)
@@ -130,7 +130,7 @@ class SNLSearch:
             keep[torch.topk(flat, min(self.cfg.budget, flat.numel()), sorted=False).indices] = 1
         start = 0
         for m in self.mods.values():
-            n = m.mask.numel()
-            m.finalize_alpha(keep[start : start + n].view_as(m.mask))
-            start += n
+            size = m.mask.numel()
+            m.finalize_alpha(keep[start : start + size].view_as(m.mask))
+            start += size
         return {"snl_converged": self.count <= 0, "snl_lambda": self.lam, "snl_live": live}

@@ -13,11 +13,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from .artifacts import WEIGHTS, load_state, read_meta
 from .config import DataConfig, Stage1Config, StageResult
-from .models import build_model
+from .models import Net, build_model
 from .partial_relu import init_masks, relu_layers
 from .pruning import magnitude_densities, pruned_densities
 from .train import EpochCallback, Timer, commit, context, fit, prepare
@@ -29,7 +28,7 @@ def data_config(meta: dict[str, Any]) -> DataConfig:
     return DataConfig(**meta["config"]["data"])
 
 
-def build_from_meta(meta: dict[str, Any], device: torch.device) -> nn.Module:
+def build_from_meta(meta: dict[str, Any], device: torch.device) -> Net:
     """A fresh model of the architecture a stage-1 artifact describes, masks all-ones."""
     model = build_model(meta["model"], meta["num_classes"], meta["in_channels"])
     init_masks(model, meta["input_size"], meta["in_channels"])
@@ -44,7 +43,7 @@ def finished_meta(folder: Path, stage: int) -> dict[str, Any]:
     return meta
 
 
-def load_teacher(stage1_dir: Path, meta: dict[str, Any], device: torch.device) -> nn.Module:
+def load_teacher(stage1_dir: Path, meta: dict[str, Any], device: torch.device) -> Net:
     """The frozen AR teacher of a finished stage-1 artifact whose metadata the caller read."""
     teacher = build_from_meta(meta, device)
     teacher.load_state_dict(load_state(Path(stage1_dir) / WEIGHTS, device))
@@ -77,7 +76,7 @@ def run_stage1(
     densities = pruned_densities(
         model, cfg.density, cfg.pruning, lambda: ctx.train, rounds=cfg.prune_rounds, seed=cfg.seed
     )
-    layers = []
+    layers: list[dict[str, Any]] = []
     for layer in relu_layers(model, data.input_size, data.in_channels, cfg.include_stem):
         d = densities[layer.source]
         layers.append(

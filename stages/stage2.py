@@ -80,7 +80,7 @@ def run_stage2(
     if cfg.init == "teacher" or cfg.method in RELAXED:
         student.load_state_dict(teacher.state_dict())
     named, t_named = dict(student.named_modules()), dict(teacher.named_modules())
-    mods: dict[str, PartialReLU] = {n: named[n] for n in budgets}  # type: ignore[misc]
+    mods: dict[str, PartialReLU] = {n: named[n] for n in budgets}
 
     # Post-activations of the budgeted layers, captured by forward hooks on both models.
     acts_s: dict[str, torch.Tensor] = {}

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
@@ -32,6 +32,7 @@ from .store import discard_checkpoint, load_checkpoint
 EpochCallback = Callable[[dict[str, Any]], None]
 StepLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Optimizer = tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]
+M = TypeVar("M", bound=nn.Module)
 
 
 DEVICE_TYPES = ("cpu", "cuda")
@@ -65,7 +66,7 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
-def prepare(model: nn.Module, device: torch.device) -> nn.Module:
+def prepare(model: M, device: torch.device) -> M:
     """Move to the device; channels_last on CUDA for tensor-core convolutions."""
     model = model.to(device)
     if device.type == "cuda":
