@@ -124,9 +124,7 @@ def plan_lines(plan: Plan) -> list[str]:
     for node in plan.nodes.values():
         default = _flat(STAGE_CONFIGS[node.stage]())
         changed = [f"{k}={v}" for k, v in _flat(node.config).items() if default.get(k) != v]
-        parent = (
-            node.stage2_key if node.stage == 3 else node.stage1_key if node.stage == 2 else None
-        )
+        parent = node.parent_key
         state = "done" if node.key in done else "todo"
         lines.append(
             f"stage{node.stage} {node.key} parent {parent or '-'} {state} {' '.join(changed)}".rstrip()

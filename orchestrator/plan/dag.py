@@ -85,7 +85,7 @@ class DagSearcher(Searcher):
         if node.key in self.nodes:
             return False
         self.nodes[node.key] = node
-        for parent in _parents(node):
+        for parent in node.parents:
             self.children.setdefault(parent, []).append(node.key)
         return True
 
@@ -93,7 +93,7 @@ class DagSearcher(Searcher):
         """Make a node pending: ready at once, waiting for its parents, or skipped when one
         of them failed."""
         node = self.nodes[key]
-        parents = _parents(node)
+        parents = node.parents
         self.examined += 1 + len(parents)
         if any(p in self.failed or p in self.skipped for p in parents):
             self.skipped.add(key)
@@ -249,10 +249,6 @@ class DagSearcher(Searcher):
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
-
-
-def _parents(node: Node) -> tuple[str, ...]:
-    return tuple(k for k in (node.stage1_key, node.stage2_key) if k is not None)
 
 
 # A trial's Tune config is its plan node (Node.to_dict()) and the node's provenance extras

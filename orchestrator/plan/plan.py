@@ -14,7 +14,7 @@ from typing import Any
 
 from orchestrator.spec.sweep import Sweep
 from stages.artifacts import content_key, jsonable
-from stages.config import canonical
+from stages.config import canonical, config_from_dict
 from stages.store import Store
 
 
@@ -28,6 +28,31 @@ class Node:
     stage1_key: str | None = None
     stage2_key: str | None = None
     labels: dict[str, Any] = field(default_factory=dict, compare=False)  # seed, budget, tau…
+
+    @property
+    def parents(self) -> tuple[str, ...]:
+        """The keys this execution needs done first: stage 1's for stage 2, both for stage 3
+        (the teacher distils into the stage-3 student too)."""
+        return tuple(k for k in (self.stage1_key, self.stage2_key) if k is not None)
+
+    @property
+    def parent_key(self) -> str | None:
+        """The execution this one trains on from: stage 2's for stage 3, stage 1's for 2."""
+        return self.stage2_key if self.stage == 3 else self.stage1_key
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Node:
+        """The node back from its JSON form (`to_dict`), its config rebuilt as the dataclass:
+        what a Tune trial receives is the node the plan made, key included."""
+        stage = int(d["stage"])
+        return cls(
+            stage,
+            d["key"],
+            config_from_dict(stage, d["config"]),
+            d.get("stage1_key"),
+            d.get("stage2_key"),
+            dict(d.get("labels") or {}),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form, as sent to a Tune trial."""

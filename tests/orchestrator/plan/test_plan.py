@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from orchestrator.plan.plan import build_plan
+from orchestrator.plan.plan import Node, build_plan
 from orchestrator.spec.shipped import shipped_sweeps
 from orchestrator.spec.sweep import load_sweep, parse_sweep
 from stages.config import Stage2Config, Stage3Config
@@ -110,3 +110,19 @@ def test_the_plan_and_the_pipeline_derive_equal_keys(name: str, tmp_path) -> Non
                     assert plan.nodes[k2].stage1_key == k1 and plan.nodes[k1].stage == 1
                     derived.update((k1, k2, k3))
     assert derived == set(plan.nodes)  # and the plan holds nothing the pipeline would not name
+
+
+def test_a_node_round_trips_through_its_trial_config() -> None:
+    """A Tune trial receives `to_dict()` as JSON; `from_dict` gives back the plan's node, the
+    config as its dataclass, so the trial rebuilds the work the key names."""
+    import json
+
+    from stages.artifacts import content_key
+
+    plan = build_plan(parse_sweep(_doc(stage3={"tau": [2.0, 4.0]})))
+    for node in plan.nodes.values():
+        back = Node.from_dict(json.loads(json.dumps(node.to_dict())))
+        assert back == node and back.labels == node.labels
+        upstream = [back.parent_key] if back.parent_key else []  # a key hashes its parent's
+        assert content_key(back.stage, back.config, upstream) == node.key
+        assert back.parent_key == {1: None, 2: node.stage1_key, 3: node.stage2_key}[node.stage]
