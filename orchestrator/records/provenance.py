@@ -1,61 +1,22 @@
 """Who ran a stage execution: the provenance a record carries (sweep, run, code, Ray trial,
-Slurm job, Optuna trial), and the Slurm task this process belongs to.
-
-One home for both, here in records/ because the trial and the driver (run/) and the Slurm
-node runner (slurm/) all sit above it: every record's provenance is built by
-`build_provenance`, and every Slurm fact (job id, rank, tasks, nodes, restart count) is read
-through `slurm_task`, from submitit's JobEnvironment.
+Slurm job, Optuna trial). Here in records/ because the trial and the driver (run/) sit above
+it: every record's provenance is built by `build_provenance`; the Slurm job is read from
+orchestrator.slurm_env, the one home of Slurm's facts.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from orchestrator.slurm_env import slurm_task
+
 PACKAGE = "senet-sweep"
 # The folder that holds the orchestrator package: a source checkout's root, or site-packages.
 TREE = Path(__file__).resolve().parents[2]
-
-
-@dataclass(frozen=True)
-class SlurmTask:
-    """This process's place in a Slurm job; `job_id` None outside Slurm."""
-
-    job_id: str | None
-    rank: int = 0  # SLURM_PROCID: task 0 runs the Ray head and the driver
-    ntasks: int = 1
-    nodes: int = 1
-    restart: int = 0  # SLURM_RESTART_COUNT: a requeued job starts a new Ray cluster
-    local_rank: int = 0  # SLURM_LOCALID: this task's place among its node's tasks
-    hostnames: tuple[str, ...] = ()  # SLURM_JOB_NODELIST, expanded: the job's nodes at start
-
-
-def slurm_task() -> SlurmTask:
-    """The Slurm task from submitit's SlurmJobEnvironment, which reads Slurm's variables.
-    It is built directly rather than through `submitit.JobEnvironment()`, which recognises
-    only jobs submitit launched: slurm/ray-sweep.sbatch runs under plain sbatch. The restart
-    count is the one fact submitit does not give."""
-    from submitit.slurm.slurm import SlurmJobEnvironment
-
-    env = SlurmJobEnvironment()
-    try:
-        job_id = env.job_id
-    except KeyError:  # no SLURM_JOB_ID: not in a Slurm job
-        return SlurmTask(None)
-    restart = int(os.environ.get("SLURM_RESTART_COUNT") or 0)
-    return SlurmTask(
-        job_id,
-        env.global_rank,
-        env.num_tasks,
-        env.num_nodes,
-        restart,
-        env.local_rank,
-        tuple(env.hostnames),
-    )
 
 
 def build_provenance(

@@ -17,7 +17,7 @@ checkpoints), then the job is requeued (at most `max_requeues` times under plain
 submitit counts its own); on restart the content-addressed store makes the sweep resume
 with no finished stage run again.
 
-The runner's Slurm facts (a SlurmTask, from submitit's JobEnvironment), how it starts
+The runner's Slurm facts (a SlurmTask, orchestrator.slurm_env), how it starts
 processes, its clock and its node's address come in as arguments (orchestrator.slurm.host),
 so its whole lifecycle is tested without Slurm, Ray or waiting.
 """
@@ -35,7 +35,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.records.provenance import SlurmTask, slurm_task
 from orchestrator.slurm.host import (
     Clock,
     Launcher,
@@ -49,6 +48,7 @@ from orchestrator.slurm.host import (
     scontrol_requeue,
     stop,
 )
+from orchestrator.slurm_env import SlurmTask, slurm_resources, slurm_task
 
 ADDRESS_FILE = "head_address"
 FINISHED_FILE = "finished"
@@ -81,21 +81,6 @@ class Host:
     @classmethod
     def real(cls) -> Host:
         return cls(address=node_address())
-
-
-def slurm_resources(env: dict[str, str] | os._Environ[str] | None = None) -> dict[str, int]:
-    """CPUs, GPUs and memory (bytes) this task may use, from Slurm's environment."""
-    env = os.environ if env is None else env
-    cpus = int(
-        env.get("SLURM_CPUS_PER_TASK") or env.get("SLURM_CPUS_ON_NODE") or os.cpu_count() or 1
-    )
-    gpus = int(env.get("SLURM_GPUS_ON_NODE") or 0)
-    if not gpus and env.get("CUDA_VISIBLE_DEVICES"):
-        gpus = len([d for d in env["CUDA_VISIBLE_DEVICES"].split(",") if d])
-    mem_mb = int(env.get("SLURM_MEM_PER_NODE") or 0)
-    if not mem_mb and env.get("SLURM_MEM_PER_CPU"):
-        mem_mb = int(env["SLURM_MEM_PER_CPU"]) * cpus
-    return {"cpus": cpus, "gpus": gpus, "memory": mem_mb * 1024 * 1024}
 
 
 def run_dir(job_dir: Path, task: SlurmTask) -> Path:

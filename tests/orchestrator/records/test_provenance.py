@@ -1,52 +1,32 @@
-"""Provenance and the Slurm task: Slurm's variables read through submitit, and every
-provenance field landing in its record column, for committed and uncommitted executions."""
+"""Provenance: every provenance field landing in its record column, for committed and
+uncommitted executions (the Slurm task itself: tests/orchestrator/test_slurm_env.py)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-from orchestrator.records.provenance import (
-    PACKAGE,
-    SlurmTask,
-    build_provenance,
-    code_version,
-    slurm_task,
-)
+from orchestrator.records.provenance import PACKAGE, build_provenance, code_version
 from orchestrator.records.read import read_records
 from orchestrator.records.schema import SCHEMA
 from orchestrator.records.write import write_committed, write_uncommitted
-
-SLURM_VARS = ("SLURM_JOB_ID", "SLURM_PROCID", "SLURM_NTASKS", "SLURM_JOB_NUM_NODES")
-MORE_VARS = ("SLURM_LOCALID", "SLURM_JOB_NODELIST", "SLURM_RESTART_COUNT")
 
 
 @pytest.fixture
 def no_slurm(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """A process outside any Slurm job (these tests may themselves run inside one)."""
-    for var in (*SLURM_VARS, *MORE_VARS, "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID"):
+    for var in [v for v in os.environ if v.startswith("SLURM_")]:
         monkeypatch.delenv(var, raising=False)
     return monkeypatch
 
 
-def test_outside_slurm_the_task_is_a_lone_local_one(no_slurm: pytest.MonkeyPatch) -> None:
-    assert slurm_task() == SlurmTask(None, rank=0, ntasks=1, nodes=1, restart=0)
+def test_the_slurm_job_reaches_the_provenance(no_slurm: pytest.MonkeyPatch) -> None:
     assert build_provenance("s", "r")["slurm_job_id"] is None
-
-
-def test_a_requeued_task_of_a_two_node_job(no_slurm: pytest.MonkeyPatch) -> None:
-    values = dict(zip(SLURM_VARS, ("4242", "3", "4", "2")))
-    for var, value in values.items():
-        no_slurm.setenv(var, value)
-    no_slurm.setenv("SLURM_RESTART_COUNT", "2")
-    no_slurm.setenv("SLURM_LOCALID", "1")
-    no_slurm.setenv("SLURM_JOB_NODELIST", "node[2,5]")
-    assert slurm_task() == SlurmTask(
-        "4242", rank=3, ntasks=4, nodes=2, restart=2, local_rank=1, hostnames=("node2", "node5")
-    )
+    no_slurm.setenv("SLURM_JOB_ID", "4242")
     assert build_provenance("s", "r")["slurm_job_id"] == "4242"
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from support import subprocess_env, write_sweep
 
-from orchestrator.records.provenance import SlurmTask
 from orchestrator.records.read import read_records
 from orchestrator.slurm import node as node_mod
 from orchestrator.slurm.node import (
@@ -32,6 +31,7 @@ from orchestrator.slurm.node import (
     NodeRunner,
     run_dir,
 )
+from orchestrator.slurm_env import SlurmTask
 
 ROOT = Path(__file__).resolve().parents[3]
 HEAD_IP = "198.18.0.11"
@@ -312,11 +312,6 @@ def test_the_runner_pickles_without_its_processes_or_seams(tmp_path: Path) -> No
     assert again.head is None and again.driver is None and again.task is None
     assert isinstance(again.host.clock, node_mod.WallClock)
     assert again.overrides == ("stage3.tau=2.0",)
-
-
-def test_slurm_resources_come_from_slurms_variables() -> None:
-    res = node_mod.slurm_resources({"SLURM_CPUS_PER_TASK": "3", "SLURM_MEM_PER_CPU": "100"})
-    assert res == {"cpus": 3, "gpus": 0, "memory": 300 * 1024 * 1024}
 
 
 @pytest.mark.slurm
