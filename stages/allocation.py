@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-ALLOCATIONS = ("sensitivity", "uniform", "proportional")
+from .catalog import WATER_FILLED
 
 
 class BudgetError(ValueError):
@@ -28,7 +28,7 @@ def allocation_weights(
         return [float(n) for n in counts]
     if strategy == "proportional":
         return [float(w) * n for w, n in zip(sensitivity, counts)]
-    raise ValueError(f"unknown allocation {strategy!r}; choose one of: {', '.join(ALLOCATIONS)}")
+    raise ValueError(f"unknown allocation {strategy!r}; choose one of: {', '.join(WATER_FILLED)}")
 
 
 def waterfill(weights: Sequence[float], caps: Sequence[int], budget: int) -> list[float]:

@@ -26,6 +26,8 @@ GLOBAL = "global"  # SNL's allocation: one budget over all layers
 # scores of every budgeted layer (taylor-ema's), annealed from all ReLUs down to the budget.
 SEARCHED = "search"
 OWN_COUNTS = (GLOBAL, SEARCHED)  # allocations whose r_l are what the search ended with
+WATER_FILLED = ("sensitivity", "uniform", "proportional")  # r_l water-filled from weights
+ALLOCATIONS = (*WATER_FILLED, SEARCHED, GLOBAL)
 
 # (channels, side) of each dataset's images: what ReLU counts and budgets are computed from
 # before any file is read. `load_data` checks the files agree.

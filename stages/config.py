@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .catalog import (
+    ALLOCATIONS,
     DATASETS,
     GLOBAL,
     GRANULARITIES,
@@ -151,14 +152,12 @@ class ConfigError(ValueError):
 
 def choices(kind: str) -> tuple[str, ...]:
     """What exists for a choice field (stages.catalog names them, torch-free)."""
-    from .allocation import ALLOCATIONS
-
     return {
         "model": MODELS,
         "dataset": DATASETS,
         "pruning": PRUNINGS,
         # global: SNL's, only with method snl; search: taylor-ema's scores decide the r_l
-        "allocation": (*ALLOCATIONS, SEARCHED, GLOBAL),
+        "allocation": ALLOCATIONS,
         "granularity": GRANULARITIES,
         "method": METHODS,
         "init": INITS,

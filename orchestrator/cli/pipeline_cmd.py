@@ -10,8 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.errors import UserError
-from stages.allocation import ALLOCATIONS
-from stages.catalog import DATASETS, GRANULARITIES, INITS, METHODS, PRUNINGS
+from stages.catalog import ALLOCATIONS, DATASETS, GRANULARITIES, INITS, METHODS, PRUNINGS
 from stages.config import Stage1Config, Stage2Config, Stage3Config
 
 
